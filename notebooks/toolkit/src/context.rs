@@ -1,0 +1,264 @@
+//! The context of a measurement: cores, CPU model, load average, rustc version and how the code
+//! was compiled. Every timing display shows it, because a busy shared machine shows 1.0x where an
+//! idle one shows 1.9x.
+
+use std::sync::OnceLock;
+
+use crate::display::{display, escape_html};
+
+/// The machine and build a measurement ran on. Take it *before* measuring: the load average
+/// afterwards includes the measurement itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Context {
+    /// CPUs this process may use (`available_parallelism`, honours `taskset`).
+    pub cores: usize,
+    /// CPUs online in the machine (may be more than `cores` under `taskset`).
+    pub online_cpus: usize,
+    /// CPU model from `/proc/cpuinfo`, or the architecture if unknown.
+    pub cpu_model: String,
+    /// Load average over 1 minute (runnable threads, averaged), from `/proc/loadavg`.
+    pub load1: f64,
+    /// Load average over 5 minutes.
+    pub load5: f64,
+    /// e.g. `rustc 1.95.0`, or `rustc ?` if it could not be found.
+    pub rustc: String,
+    /// e.g. `opt-level 2`: the level the toolkit crate was compiled at (evcxr compiles cells and
+    /// their dependencies with the same profile).
+    pub opt_level: String,
+    /// Whether debug assertions (and integer overflow checks) are on in this build.
+    pub debug_assertions: bool,
+}
+
+impl Context {
+    /// Reads the context now.
+    pub fn now() -> Context {
+        let (load1, load5) = load_average().unwrap_or((f64::NAN, f64::NAN));
+        Context {
+            cores: crate::cores(),
+            online_cpus: online_cpus(),
+            cpu_model: cpu_model(),
+            load1,
+            load5,
+            rustc: rustc_version().to_string(),
+            opt_level: opt_level(),
+            debug_assertions: cfg!(debug_assertions),
+        }
+    }
+
+    /// One line, e.g.
+    /// `2 cores · Intel Xeon @ 2.20GHz · load 0.31 / 0.40 · rustc 1.95.0 · opt-level 2 · debug assertions on`.
+    pub fn line(&self) -> String {
+        let cores = match (self.cores, self.online_cpus) {
+            (1, online) if online > 1 => format!("1 core (of {online} online)"),
+            (1, _) => "1 core".to_string(),
+            (n, online) if online > n => format!("{n} cores (of {online} online)"),
+            (n, _) => format!("{n} cores"),
+        };
+        let load = if self.load1.is_nan() {
+            "load ?".to_string()
+        } else {
+            format!("load {:.2} / {:.2}", self.load1, self.load5)
+        };
+        format!(
+            "{cores} · {} · {load} · {} · {} · debug assertions {}",
+            self.cpu_model,
+            self.rustc,
+            self.opt_level,
+            if self.debug_assertions { "on" } else { "off" }
+        )
+    }
+
+    /// True when the 1-minute load average is at least the number of cores: other programs
+    /// compete for the CPU and parallel speedups will look smaller than on an idle machine.
+    pub fn busy(&self) -> bool {
+        self.load1 >= self.cores as f64
+    }
+
+    /// A plain warning sentence when the machine is busy.
+    pub fn warning(&self) -> Option<String> {
+        self.busy().then(|| {
+            format!(
+                "Warning: the machine is busy (load {:.2} on {} core{}): other programs compete \
+                 for the CPU, so these timings are slower and speedups smaller than on an idle \
+                 machine. Run the cell again when the load has dropped.",
+                self.load1,
+                self.cores,
+                if self.cores == 1 { "" } else { "s" }
+            )
+        })
+    }
+
+    /// The context line (and warning, if busy) as plain text.
+    pub fn text(&self) -> String {
+        match self.warning() {
+            Some(w) => format!("{}\n{w}", self.line()),
+            None => self.line(),
+        }
+    }
+
+    /// The context line (and warning, if busy) as a small grey HTML block.
+    pub fn html(&self) -> String {
+        let mut s = format!(
+            "<div class=\"tb-context\" style=\"color:#666;font-size:85%;margin-top:4px\">{}</div>",
+            escape_html(&self.line())
+        );
+        if let Some(w) = self.warning() {
+            s.push_str(&format!(
+                "<div class=\"tb-warning\" style=\"color:#b00020;font-weight:bold\">{}</div>",
+                escape_html(&w)
+            ));
+        }
+        s
+    }
+
+    /// Shows the context as a display.
+    pub fn show(&self) {
+        display(&[("text/plain", self.text()), ("text/html", self.html())]);
+    }
+}
+
+/// The context line.
+impl std::fmt::Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line())
+    }
+}
+
+/// Shows the current context (cores, CPU, load, rustc, opt level).
+pub fn show_context() {
+    Context::now().show();
+}
+
+fn online_cpus() -> usize {
+    // SAFETY: sysconf only reads a system value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        crate::cores()
+    }
+}
+
+fn load_average() -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    parse_loadavg(&s)
+}
+
+fn parse_loadavg(s: &str) -> Option<(f64, f64)> {
+    let mut it = s.split_whitespace();
+    let l1 = it.next()?.parse().ok()?;
+    let l5 = it.next()?.parse().ok()?;
+    Some((l1, l5))
+}
+
+fn cpu_model() -> String {
+    static MODEL: OnceLock<String> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|s| parse_cpu_model(&s))
+                .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
+        })
+        .clone()
+}
+
+fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
+    let raw = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name") || l.starts_with("Model") || l.starts_with("Hardware"))?
+        .split_once(':')?
+        .1;
+    let cleaned = raw.replace("(R)", "").replace("(TM)", "").replace(" CPU ", " ");
+    let words: Vec<&str> = cleaned.split_whitespace().collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// `rustc X.Y.Z` of the compiler that built the toolkit, else of `rustc` on the PATH (asked
+/// once), else `rustc ?`.
+pub fn rustc_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let built_with = env!("TB_RUSTC_VERSION");
+        let full = if !built_with.is_empty() {
+            built_with.to_string()
+        } else {
+            std::process::Command::new("rustc")
+                .arg("--version")
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        short_rustc(&full)
+    })
+}
+
+fn short_rustc(full: &str) -> String {
+    let mut words = full.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("rustc"), Some(v)) => format!("rustc {v}"),
+        _ => "rustc ?".to_string(),
+    }
+}
+
+fn opt_level() -> String {
+    match env!("TB_OPT_LEVEL") {
+        "" => "opt-level ?".to_string(),
+        level => format!("opt-level {level}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        assert_eq!(parse_loadavg("0.31 0.40 0.52 2/190 12345\n"), Some((0.31, 0.40)));
+        assert_eq!(parse_loadavg(""), None);
+        let info = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\nflags\t: x\n";
+        assert_eq!(parse_cpu_model(info).as_deref(), Some("Intel Xeon @ 2.20GHz"));
+        assert_eq!(short_rustc("rustc 1.95.0 (59807616e 2026-04-14)"), "rustc 1.95.0");
+        assert_eq!(short_rustc(""), "rustc ?");
+    }
+
+    fn sample(load1: f64) -> Context {
+        Context {
+            cores: 2,
+            online_cpus: 2,
+            cpu_model: "Intel Xeon @ 2.20GHz".into(),
+            load1,
+            load5: 0.4,
+            rustc: "rustc 1.95.0".into(),
+            opt_level: "opt-level 2".into(),
+            debug_assertions: true,
+        }
+    }
+
+    #[test]
+    fn line_and_busy() {
+        let idle = sample(0.31);
+        assert_eq!(
+            idle.line(),
+            "2 cores · Intel Xeon @ 2.20GHz · load 0.31 / 0.40 · rustc 1.95.0 · opt-level 2 · debug assertions on"
+        );
+        assert!(!idle.busy());
+        assert!(idle.warning().is_none());
+        let busy = sample(2.5);
+        assert!(busy.busy());
+        assert!(busy.text().contains("Warning: the machine is busy (load 2.50 on 2 cores)"));
+        let pinned = Context { cores: 1, ..sample(0.1) };
+        assert!(pinned.line().starts_with("1 core (of 2 online) · "));
+    }
+
+    #[test]
+    fn now_reads_something() {
+        let c = Context::now();
+        assert!(c.cores >= 1);
+        assert!(c.rustc.starts_with("rustc "));
+        assert!(c.opt_level.starts_with("opt-level "));
+        assert!(!c.line().contains('\n'));
+    }
+}

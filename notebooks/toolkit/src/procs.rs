@@ -1,0 +1,312 @@
+//! Child processes that run the same [`crate::work`] jobs as threads do: the `tb-worker` binary
+//! (built once, cached), one child per call or per part, or a long-lived worker answering
+//! requests over its stdin/stdout pipes.
+//!
+//! Where the binary comes from, in order:
+//! 1. `$THREADBOOK_WORKER`, a path to a ready `tb-worker` binary;
+//! 2. `<target>/release/tb-worker` if it is newer than the toolkit's sources (no cargo call);
+//! 3. `cargo build --release --bin tb-worker` of this toolkit into `<target>`,
+//!
+//! where `<target>` is `$THREADBOOK_TOOLKIT_TARGET`, else `$XDG_CACHE_HOME/threadbook/toolkit-target`,
+//! else `~/.cache/threadbook/toolkit-target`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+pub use crate::work::split;
+
+/// The toolkit's source directory (where its Cargo.toml is).
+pub fn toolkit_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The source of the `tb-worker` binary, to open and read.
+pub fn source_path() -> PathBuf {
+    toolkit_dir().join("src").join("bin").join("tb-worker.rs")
+}
+
+/// The cargo target directory the worker is built into.
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("THREADBOOK_TOOLKIT_TARGET") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("threadbook").join("toolkit-target")
+}
+
+/// Path of the `tb-worker` binary, building it the first time if needed (a release build of
+/// the toolkit: about a minute once, then cached across notebooks and kernel restarts).
+///
+/// Panics with cargo's error output if it cannot be built.
+pub fn worker_path() -> PathBuf {
+    try_worker_path().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`worker_path`], but returns the error instead of panicking.
+pub fn try_worker_path() -> Result<PathBuf, String> {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PATH.get_or_init(locate_or_build).clone()
+}
+
+fn locate_or_build() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("THREADBOOK_WORKER") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("THREADBOOK_WORKER={} is not a file", p.display()))
+        };
+    }
+    let target = target_dir();
+    let bin = target.join("release").join(format!("tb-worker{}", std::env::consts::EXE_SUFFIX));
+    let newest_source = newest_mtime(&toolkit_dir());
+    if let (Some(built), Some(src)) = (mtime(&bin), newest_source) {
+        if built > src {
+            return Ok(bin);
+        }
+    }
+    eprintln!("building tb-worker into {} (once; this can take a minute)…", target.display());
+    let manifest = toolkit_dir().join("Cargo.toml");
+    let output = Command::new(cargo())
+        .args(["build", "--release", "--bin", "tb-worker", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run cargo to build tb-worker: {e}"))?;
+    if !output.status.success() {
+        let err = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "building tb-worker failed ({}): cargo build --release --bin tb-worker --manifest-path {}\n{}",
+            output.status,
+            manifest.display(),
+            tail.join("\n")
+        ));
+    }
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("cargo succeeded but {} does not exist", bin.display()))
+    }
+}
+
+/// The cargo to use: `$CARGO` (set when running under cargo), `cargo` on the PATH, or
+/// `~/.cargo/bin/cargo`.
+fn cargo() -> PathBuf {
+    if let Some(c) = std::env::var_os("CARGO") {
+        return PathBuf::from(c);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("cargo").is_file()))
+        .unwrap_or(false);
+    if !on_path {
+        if let Some(home) = std::env::var_os("HOME") {
+            let c = PathBuf::from(home).join(".cargo").join("bin").join("cargo");
+            if c.is_file() {
+                return c;
+            }
+        }
+    }
+    PathBuf::from("cargo")
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Newest modification time of the files the worker is built from: Cargo.toml, build.rs and
+/// every file under src/.
+fn newest_mtime(toolkit: &Path) -> Option<SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, newest);
+            } else if let Some(t) = mtime(&p) {
+                *newest = (*newest).max(Some(t));
+            }
+        }
+    }
+    let mut newest = None;
+    for f in ["Cargo.toml", "build.rs"] {
+        newest = newest.max(mtime(&toolkit.join(f)));
+    }
+    walk(&toolkit.join("src"), &mut newest);
+    newest
+}
+
+/// A `Command` for `tb-worker JOB A B`, to customise (e.g. wrap in `taskset`) before spawning.
+pub fn command(job: &str, a: u64, b: u64) -> Command {
+    let mut c = Command::new(worker_path());
+    c.arg(job).arg(a.to_string()).arg(b.to_string());
+    c
+}
+
+fn parse_answer(job: &str, out: &std::process::Output) -> Result<u64, String> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "tb-worker {job} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    stdout
+        .trim()
+        .parse()
+        .map_err(|_| format!("tb-worker {job} printed {:?}, not a number", stdout.trim()))
+}
+
+/// Runs `tb-worker JOB A B` in a child process, waits for it and returns its answer.
+pub fn try_run(job: &str, a: u64, b: u64) -> Result<u64, String> {
+    let out = command(job, a, b)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not start tb-worker: {e}"))?;
+    parse_answer(job, &out)
+}
+
+/// Runs `tb-worker JOB A B` in a child process, waits for it and returns its answer
+/// (panics with the worker's error message if it fails).
+pub fn run(job: &str, a: u64, b: u64) -> u64 {
+    try_run(job, a, b).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts one child per part at once (`tb-worker JOB lo hi`), then reads every answer from its
+/// pipe and waits for all of them; answers in part order. Their CPU time then shows in
+/// [`crate::children_cpu_time`].
+pub fn try_run_parallel(job: &str, parts: &[(u64, u64)]) -> Result<Vec<u64>, String> {
+    let mut children: Vec<Child> = Vec::with_capacity(parts.len());
+    for &(a, b) in parts {
+        let spawned = command(job, a, b)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        match spawned {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                for mut c in children {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err(format!("could not start tb-worker: {e}"));
+            }
+        }
+    }
+    // Every child is waited for, even after an error, so none is left behind.
+    let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output()).collect();
+    outputs
+        .into_iter()
+        .map(|o| {
+            let o = o.map_err(|e| format!("waiting for tb-worker failed: {e}"))?;
+            parse_answer(job, &o)
+        })
+        .collect()
+}
+
+/// [`try_run_parallel`], panicking with the worker's error message on failure.
+pub fn run_parallel(job: &str, parts: &[(u64, u64)]) -> Vec<u64> {
+    try_run_parallel(job, parts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A long-lived `tb-worker --stdin` child: each [`Worker::call`] sends one line `JOB A B` down
+/// its stdin pipe and reads one answer line back (a round trip between processes).
+#[derive(Debug)]
+pub struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    /// Starts a worker (panics with a clear message if it cannot).
+    pub fn spawn() -> Worker {
+        Worker::try_spawn().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a worker.
+    pub fn try_spawn() -> Result<Worker, String> {
+        let mut child = Command::new(try_worker_path()?)
+            .arg("--stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("could not start tb-worker --stdin: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().ok_or("tb-worker has no stdout pipe")?;
+        Ok(Worker { child, stdin, stdout: BufReader::new(stdout) })
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `JOB A B` and waits for the answer.
+    pub fn try_call(&mut self, job: &str, a: u64, b: u64) -> Result<u64, String> {
+        let stdin = self.stdin.as_mut().ok_or("the worker's stdin is closed")?;
+        stdin
+            .write_all(format!("{job} {a} {b}\n").as_bytes())
+            .and_then(|_| stdin.flush())
+            .map_err(|e| format!("writing to tb-worker failed: {e}"))?;
+        let mut line = String::new();
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("reading from tb-worker failed: {e}"))?;
+        if n == 0 {
+            return Err("tb-worker closed its stdout (did it crash?)".into());
+        }
+        let line = line.trim();
+        line.parse().map_err(|_| format!("tb-worker answered {line:?}"))
+    }
+
+    /// Sends `JOB A B` and waits for the answer (panics with the worker's error).
+    pub fn call(&mut self, job: &str, a: u64, b: u64) -> u64 {
+        self.try_call(job, a, b).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Closes the worker's stdin (it then exits) and waits for it.
+    pub fn finish(mut self) -> std::io::Result<ExitStatus> {
+        self.stdin.take();
+        self.child.wait()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_point_into_the_toolkit() {
+        assert!(source_path().is_file(), "{}", source_path().display());
+        assert!(toolkit_dir().join("Cargo.toml").is_file());
+        assert!(target_dir().is_absolute());
+    }
+
+    #[test]
+    fn newest_source_is_at_least_the_worker_source() {
+        let newest = newest_mtime(&toolkit_dir()).expect("sources have mtimes");
+        assert!(newest >= mtime(&source_path()).unwrap());
+        assert!(newest >= mtime(&toolkit_dir().join("Cargo.toml")).unwrap());
+    }
+}
