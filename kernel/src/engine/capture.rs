@@ -306,8 +306,8 @@ struct CellState {
     held: Option<(MimeBundle, Instant)>,
     /// The bundle that stood last when the cell finished.
     last_bundle: Option<MimeBundle>,
-    /// Connections of the current evaluation process still open.
-    open_connections: u32,
+    /// Open connections per evaluation process id.
+    open_connections: std::collections::HashMap<u32, u32>,
     /// Recent stderr text, for reports when the process dies.
     stderr_tail: String,
 }
@@ -392,14 +392,15 @@ impl IoServer {
     }
 
     /// Waits until the cell's output is all in (both fences), or until the
-    /// evaluation process's connections are gone, or `timeout`.
-    pub fn finish(&self, mark: &Mark, process_died: bool, timeout: Duration) -> Finished {
+    /// connections of `died` (the evaluation process that ran the cell, if it
+    /// died) are closed, or `timeout`.
+    pub fn finish(&self, mark: &Mark, died: Option<u32>, timeout: Duration) -> Finished {
         let (lock_, cvar) = &*self.shared;
         let deadline = Instant::now() + timeout;
         let mut st = lock(lock_);
         loop {
             let fenced = st.stdout_fences > mark.stdout_fences && st.stderr_fences > mark.stderr_fences;
-            let gone = process_died && st.open_connections == 0;
+            let gone = died.is_some_and(|pid| st.open_connections.get(&pid).copied().unwrap_or(0) == 0);
             let now = Instant::now();
             if fenced || gone || now >= deadline {
                 break;
@@ -457,7 +458,7 @@ fn serve(conn: UnixStream, shared: Arc<(Mutex<CellState>, Condvar)>, output: Out
     let mut words = hello.split_whitespace();
     let role = words.next().unwrap_or_default().to_owned();
     let pid: u32 = words.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    lock(&shared.0).open_connections += 1;
+    *lock(&shared.0).open_connections.entry(pid).or_default() += 1;
     match role.as_str() {
         "events" => serve_events(reader, &shared, &output),
         "stderr" => serve_stderr(reader, pid, &shared, &output),
@@ -465,7 +466,15 @@ fn serve(conn: UnixStream, shared: Arc<(Mutex<CellState>, Condvar)>, output: Out
     }
     output.flush();
     let (m, cvar) = &*shared;
-    lock(m).open_connections -= 1;
+    {
+        let mut st = lock(m);
+        if let Some(n) = st.open_connections.get_mut(&pid) {
+            *n -= 1;
+            if *n == 0 {
+                st.open_connections.remove(&pid);
+            }
+        }
+    }
     cvar.notify_all();
 }
 

@@ -415,7 +415,11 @@ impl Engine for EvcxrEngine {
         let cpu1 = pid.and_then(procs::cpu_seconds);
         self.control.running.store(false, Ordering::SeqCst);
         let died = matches!(result, Err(EvcxrError::SubprocessTerminated(_)));
-        let fin = self.io.finish(&mark, died, if died { Duration::from_millis(500) } else { Duration::from_secs(5) });
+        let fin = if died {
+            self.io.finish(&mark, pid.map(|p| p as u32), Duration::from_secs(1))
+        } else {
+            self.io.finish(&mark, None, Duration::from_secs(5))
+        };
 
         let mut metadata = json!({});
         let outcome = match result {

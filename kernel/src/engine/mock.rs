@@ -128,7 +128,7 @@ impl Engine for MockEngine {
         let mut result = None;
         let mut outcome = Outcome::Ok { result: None };
         for line in cell.code.lines() {
-            if let Err(e) = self.run_line(line.trim(), &mut result, stdin) {
+            if let Err(e) = self.run_line(line.trim_start(), &mut result, stdin) {
                 outcome = Outcome::Error(e);
                 break;
             }
