@@ -391,6 +391,17 @@ impl Engine for EvcxrEngine {
             if line == ":timing" {
                 self.timing = !self.timing;
             }
+            if line == ":quit" {
+                let evalue = "`:quit` would end the kernel behind Jupyter's back; use Kernel → Shut Down (or Restart) instead".to_owned();
+                return Executed {
+                    outcome: Outcome::Error(ErrorContent {
+                        ename: "NotInJupyter".into(),
+                        traceback: vec![format!("{BOLD_RED}NotInJupyter{RESET}: {evalue}")],
+                        evalue,
+                    }),
+                    metadata: json!({}),
+                };
+            }
         }
         let vars_before = self.variables();
         let mark = self.io.mark();

@@ -14,11 +14,18 @@ fn main() {
     let n = 3_000_000u64;
     let cmp = Compare::new("sum of squares, 0..3M: one thread vs threads vs rayon vs processes")
         .variant("sequential", || work::sum_squares(0, n))
-        .variant("2 threads", || work::combine(&work::run_threads("sum_squares", &split(0, n, 2))))
-        .variant("rayon", || {
-            split(0, n, 64).par_iter().map(|&(a, b)| work::sum_squares(a, b)).reduce(|| 0, u64::wrapping_add)
+        .variant("2 threads", || {
+            work::combine(&work::run_threads("sum_squares", &split(0, n, 2)))
         })
-        .variant("2 processes", || work::combine(&procs::run_parallel("sum_squares", &split(0, n, 2))))
+        .variant("rayon", || {
+            split(0, n, 64)
+                .par_iter()
+                .map(|&(a, b)| work::sum_squares(a, b))
+                .reduce(|| 0, u64::wrapping_add)
+        })
+        .variant("2 processes", || {
+            work::combine(&procs::run_parallel("sum_squares", &split(0, n, 2)))
+        })
         .samples(8)
         .run();
     println!("speedup of rayon: {:.2}", cmp.speedup("rayon"));
@@ -27,7 +34,9 @@ fn main() {
         .serial_fraction(0.1)
         .samples(5)
         .run(|t| {
-            with_pool(t, || (1..300_000u64).into_par_iter().map(work::collatz).sum())
+            with_pool(t, || {
+                (1..300_000u64).into_par_iter().map(work::collatz).sum()
+            })
         });
 
     let tl = Timeline::new();
@@ -47,9 +56,17 @@ fn main() {
     });
     tl.show("6 busy threads on the available cores");
 
-    let stats = Bench::new("count_primes(0, 200k)").items(200_000).run(|| work::count_primes(0, 200_000));
+    let stats = Bench::new("count_primes(0, 200k)")
+        .items(200_000)
+        .run(|| work::count_primes(0, 200_000));
     stats.show();
-    show_table(&["job", "args"], &work::JOBS.iter().map(|j| vec![j.name.to_string(), j.args.to_string()]).collect::<Vec<_>>());
+    show_table(
+        &["job", "args"],
+        &work::JOBS
+            .iter()
+            .map(|j| vec![j.name.to_string(), j.args.to_string()])
+            .collect::<Vec<_>>(),
+    );
 
     if let Some(dir) = out_dir {
         std::fs::create_dir_all(&dir).expect("create output dir");

@@ -150,7 +150,11 @@ mod tests {
             .run(|| std::thread::sleep(Duration::from_millis(10)));
         assert!(s.count() >= 5 && s.count() <= 6, "{} samples", s.count());
         assert!(s.min >= Duration::from_millis(10));
-        assert!(s.cpu_ratio() < 0.5, "sleeping is not CPU time: {}", s.cpu_ratio());
+        assert!(
+            s.cpu_ratio() < 0.5,
+            "sleeping is not CPU time: {}",
+            s.cpu_ratio()
+        );
     }
 
     #[test]

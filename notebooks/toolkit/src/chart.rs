@@ -8,7 +8,6 @@
 use std::error::Error;
 use std::time::Duration;
 
-use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -48,7 +47,10 @@ fn render_svg(
     let mut out = String::new();
     let result = {
         let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
-        let r = root.fill(&WHITE).map_err(|e| e.into()).and_then(|_| draw(&root));
+        let r = root
+            .fill(&WHITE)
+            .map_err(|e| e.into())
+            .and_then(|_| draw(&root));
         r.and_then(|_| root.present().map_err(|e| e.into()))
     };
     match result {
@@ -86,6 +88,18 @@ fn text_width(s: &str, size: f64) -> u32 {
     (s.chars().count() as f64 * size * 0.55).ceil() as u32
 }
 
+/// The y range of a chart with `n` rows: row `r` is centred on `r`, so plotters' tick
+/// algorithm (asked for `n` labels) puts one tick on each row.
+fn rows_range(n: usize) -> std::ops::Range<f64> {
+    -0.5..(n as f64 - 0.5)
+}
+
+/// The row a y tick belongs to, if it sits on a row centre.
+fn row_index(v: f64, n: usize) -> Option<usize> {
+    let r = v.round();
+    ((v - r).abs() < 1e-6 && r >= 0.0 && (r as usize) < n).then_some(r as usize)
+}
+
 /// One bar of [`time_bars`]: a label, its median and (optionally) its fastest sample.
 #[derive(Clone, Debug)]
 pub struct TimeBar {
@@ -99,7 +113,10 @@ pub struct TimeBar {
 /// Horizontal bars, one per entry, first entry on top: the bar is the median, a black tick
 /// marks the minimum, the median is written after the bar.
 pub fn time_bars(title: &str, bars: &[TimeBar]) -> String {
-    let max = bars.iter().map(|b| b.median.max(b.min.unwrap_or_default())).max();
+    let max = bars
+        .iter()
+        .map(|b| b.median.max(b.min.unwrap_or_default()))
+        .max();
     let (unit, per) = time_unit(max.unwrap_or_default());
     let value = |d: Duration| d.as_secs_f64() * 1e9 / per;
     let n = bars.len().max(1);
@@ -118,41 +135,33 @@ pub fn time_bars(title: &str, bars: &[TimeBar]) -> String {
             .margin(10)
             .x_label_area_size(38)
             .y_label_area_size(label_w)
-            .build_cartesian_2d(0f64..xmax, (0..n - 1).into_segmented())?;
-        let row = |i: usize| n - 1 - i; // first bar on top
+            .build_cartesian_2d(0f64..xmax, rows_range(n))?;
+        let row = |i: usize| (n - 1 - i) as f64; // centre of bar i's row; first bar on top
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(r) if *r < n => {
-                    bars.get(n - 1 - r).map(|b| b.label.clone()).unwrap_or_default()
-                }
-                _ => String::new(),
+            .y_label_formatter(&|v| {
+                row_index(*v, n)
+                    .and_then(|r| bars.get(n - 1 - r))
+                    .map(|b| b.label.clone())
+                    .unwrap_or_default()
             })
             .x_desc(format!("median time ({unit}); black tick = fastest sample"))
             .label_style((FONT, 13))
             .draw()?;
         chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
             let color = if b.bad { BAD_BAR } else { BAR };
-            let mut r = Rectangle::new(
-                [
-                    (0.0, SegmentValue::Exact(row(i))),
-                    (value(b.median), SegmentValue::Exact(row(i) + 1)),
-                ],
+            Rectangle::new(
+                [(0.0, row(i) - 0.3), (value(b.median), row(i) + 0.3)],
                 color.filled(),
-            );
-            r.set_margin(7, 7, 0, 0);
-            r
+            )
         }))?;
         // A black tick across each bar at its fastest sample.
         chart.draw_series(bars.iter().enumerate().filter_map(|(i, b)| {
             b.min.map(|m| {
                 PathElement::new(
-                    vec![
-                        (value(m), SegmentValue::Exact(row(i))),
-                        (value(m), SegmentValue::Exact(row(i) + 1)),
-                    ],
+                    vec![(value(m), row(i) - 0.42), (value(m), row(i) + 0.42)],
                     BLACK.stroke_width(2),
                 )
             })
@@ -163,7 +172,7 @@ pub fn time_bars(title: &str, bars: &[TimeBar]) -> String {
         chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
             Text::new(
                 format!("  {}", crate::stats::fmt_duration(b.median)),
-                (value(b.median), SegmentValue::CenterOf(row(i))),
+                (value(b.median), row(i)),
                 style.clone(),
             )
         }))?;
@@ -189,7 +198,11 @@ pub fn speedup_chart(
         serial_fraction
             .map(|s| crate::sweep::amdahl(1.0 - s, n) / crate::sweep::amdahl(1.0 - s, t_min))
     };
-    let best = measured.iter().map(|p| p.1).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let best = measured
+        .iter()
+        .map(|p| p.1)
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
     let ymax = (best
         .max(amdahl_at(t_max).unwrap_or(0.0))
         .max((cores as f64).min(t_max) / t_min)
@@ -240,7 +253,11 @@ pub fn speedup_chart(
                 vec![(t_min, 1.0), (ideal_end, ideal_end / t_min)],
                 IDEAL.stroke_width(2),
             ))?
-            .label("ideal: speedup = threads")
+            .label(if t_min == 1.0 {
+                "ideal: speedup = threads".to_string()
+            } else {
+                format!("ideal: speedup = threads / {t_min}")
+            })
             .legend(|(x, y)| Rectangle::new([(x, y - 2), (x + 16, y + 2)], IDEAL.filled()));
         if let Some(s) = serial_fraction {
             let steps = ((t_max - t_min) * 20.0).ceil().max(1.0) as usize;
@@ -294,7 +311,11 @@ pub struct GanttBar {
 /// Bars with the same label share a colour; a label is written inside a bar wide enough for it.
 pub fn gantt(title: &str, lanes: &[String], bars: &[GanttBar]) -> String {
     let n = lanes.len().max(1);
-    let row_h: u32 = if n <= 16 { 28 } else { (700 / n as u32).max(10) };
+    let row_h: u32 = if n <= 16 {
+        28
+    } else {
+        (700 / n as u32).max(10)
+    };
     let font = if row_h >= 20 { 13 } else { 10 };
     let label_w = lanes
         .iter()
@@ -323,29 +344,30 @@ pub fn gantt(title: &str, lanes: &[String], bars: &[GanttBar]) -> String {
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(label_w)
-            .build_cartesian_2d(0f64..t_end, (0..n - 1).into_segmented())?;
+            .build_cartesian_2d(0f64..t_end, rows_range(n))?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(r) if *r < n => lanes.get(n - 1 - r).cloned().unwrap_or_default(),
-                _ => String::new(),
+            .y_label_formatter(&|v| {
+                row_index(*v, n)
+                    .and_then(|r| lanes.get(n - 1 - r))
+                    .cloned()
+                    .unwrap_or_default()
             })
             .x_desc("time since the timeline was created (ms)")
             .label_style((FONT, font))
             .draw()?;
         chart.draw_series(bars.iter().filter(|b| b.lane < n).map(|b| {
-            let row = n - 1 - b.lane;
+            let row = (n - 1 - b.lane) as f64;
             let mut r = Rectangle::new(
                 [
-                    (b.start_ms, SegmentValue::Exact(row)),
-                    (b.end_ms.max(b.start_ms), SegmentValue::Exact(row + 1)),
+                    (b.start_ms, row - 0.38),
+                    (b.end_ms.max(b.start_ms), row + 0.38),
                 ],
                 color_of(&b.label).filled(),
             );
-            let m = (row_h / 8).max(1);
-            r.set_margin(m, m, 0, 1);
+            r.set_margin(0, 0, 0, 1); // a pixel gap between consecutive spans
             r
         }))?;
         let style = TextStyle::from((FONT, font.min(12)).into_font())
@@ -361,7 +383,7 @@ pub fn gantt(title: &str, lanes: &[String], bars: &[GanttBar]) -> String {
                 .map(|b| {
                     Text::new(
                         b.label.clone(),
-                        ((b.start_ms + b.end_ms) / 2.0, SegmentValue::CenterOf(n - 1 - b.lane)),
+                        ((b.start_ms + b.end_ms) / 2.0, (n - 1 - b.lane) as f64),
                         style.clone(),
                     )
                 }),
@@ -371,7 +393,12 @@ pub fn gantt(title: &str, lanes: &[String], bars: &[GanttBar]) -> String {
 }
 
 /// A general line chart: each series is drawn as one line with dots at its points.
-pub fn lines(title: &str, x_desc: &str, y_desc: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
+pub fn lines(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> String {
     let all = || series.iter().flat_map(|(_, pts)| pts.iter().copied());
     let x_min = all().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let x_max = all().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
@@ -402,7 +429,9 @@ pub fn lines(title: &str, x_desc: &str, y_desc: &str, series: &[(&str, Vec<(f64,
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
                 .label(*name)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 3), (x + 16, y + 3)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 3), (x + 16, y + 3)], color.filled())
+                });
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
         if series.len() > 1 || series.iter().any(|(n, _)| !n.is_empty()) {
@@ -465,7 +494,9 @@ pub(crate) mod tests {
             let tag = &after[..end];
             rest = &after[end + 1..];
             if let Some(name) = tag.strip_prefix('/') {
-                let open = stack.pop().ok_or(format!("</{name}> without a start tag"))?;
+                let open = stack
+                    .pop()
+                    .ok_or(format!("</{name}> without a start tag"))?;
                 if open != name.trim() {
                     return Err(format!("<{open}> closed by </{name}>"));
                 }
@@ -579,20 +610,33 @@ pub(crate) mod tests {
             .filter(|r| attr(r, "fill").as_deref() == Some(hex(BAR).as_str()))
             .collect();
         assert_eq!(bars.len(), 1);
-        // The bar takes its whole row (no empty extra row): height = plot height − margins.
+        // The bar takes 60 % of the only row (no empty extra row).
         let height: i64 = attr(bars[0], "height").unwrap().parse().unwrap();
-        assert!(height > 40, "bar height {height}");
+        assert!(height > 20, "bar height {height}");
+        assert_eq!(svg.matches(">\nonly\n</text>").count(), 1, "one row label");
     }
 
     #[test]
     fn bad_bars_are_red() {
         let bars = vec![
-            TimeBar { label: "a".into(), median: Duration::from_millis(1), min: None, bad: false },
-            TimeBar { label: "b".into(), median: Duration::from_millis(1), min: None, bad: true },
+            TimeBar {
+                label: "a".into(),
+                median: Duration::from_millis(1),
+                min: None,
+                bad: false,
+            },
+            TimeBar {
+                label: "b".into(),
+                median: Duration::from_millis(1),
+                min: None,
+                bad: true,
+            },
         ];
         let svg = time_bars("t", &bars);
-        let fills: Vec<String> =
-            elements(&svg, "rect").iter().filter_map(|r| attr(r, "fill")).collect();
+        let fills: Vec<String> = elements(&svg, "rect")
+            .iter()
+            .filter_map(|r| attr(r, "fill"))
+            .collect();
         assert_eq!(fills.iter().filter(|f| **f == hex(BAR)).count(), 1);
         assert_eq!(fills.iter().filter(|f| **f == hex(BAD_BAR)).count(), 1);
     }
@@ -602,8 +646,15 @@ pub(crate) mod tests {
         let measured = vec![(1, 1.0), (2, 1.8), (3, 1.7), (4, 1.75)];
         let with = speedup_chart("sweep", &measured, Some(0.1), 2);
         check_xml(&with).expect("well-formed SVG");
-        assert_eq!(series_lines(&with), vec![hex(IDEAL), hex(AMDAHL), hex(MEASURED)]);
-        assert_eq!(elements(&with, "circle").len(), 4, "one dot per measured point");
+        assert_eq!(
+            series_lines(&with),
+            vec![hex(IDEAL), hex(AMDAHL), hex(MEASURED)]
+        );
+        assert_eq!(
+            elements(&with, "circle").len(),
+            4,
+            "one dot per measured point"
+        );
         assert!(with.contains("Amdahl, serial fraction 10 %"));
         let without = speedup_chart("sweep", &measured, None, 2);
         check_xml(&without).expect("well-formed SVG");
@@ -615,14 +666,31 @@ pub(crate) mod tests {
     fn gantt_has_one_bar_per_span() {
         let lanes = vec!["main".to_string(), "worker 1".to_string()];
         let bars = vec![
-            GanttBar { lane: 0, label: "a".into(), start_ms: 0.0, end_ms: 5.0 },
-            GanttBar { lane: 1, label: "b".into(), start_ms: 1.0, end_ms: 9.0 },
-            GanttBar { lane: 1, label: "a".into(), start_ms: 9.0, end_ms: 10.0 },
+            GanttBar {
+                lane: 0,
+                label: "a".into(),
+                start_ms: 0.0,
+                end_ms: 5.0,
+            },
+            GanttBar {
+                lane: 1,
+                label: "b".into(),
+                start_ms: 1.0,
+                end_ms: 9.0,
+            },
+            GanttBar {
+                lane: 1,
+                label: "a".into(),
+                start_ms: 9.0,
+                end_ms: 10.0,
+            },
         ];
         let svg = gantt("t", &lanes, &bars);
         check_xml(&svg).expect("well-formed SVG");
-        let fills: Vec<String> =
-            elements(&svg, "rect").iter().filter_map(|r| attr(r, "fill")).collect();
+        let fills: Vec<String> = elements(&svg, "rect")
+            .iter()
+            .filter_map(|r| attr(r, "fill"))
+            .collect();
         assert_eq!(fills.iter().filter(|f| **f == hex(PALETTE[0])).count(), 2);
         assert_eq!(fills.iter().filter(|f| **f == hex(PALETTE[1])).count(), 1);
         assert!(svg.contains("worker 1"));

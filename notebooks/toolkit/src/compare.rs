@@ -97,7 +97,8 @@ impl<'a> Compare<'a> {
         let total_budget = self.budget * n as u32;
         let started = Instant::now();
         let mut round = 0;
-        while round < self.max_rounds && (round < self.min_rounds || started.elapsed() < total_budget)
+        while round < self.max_rounds
+            && (round < self.min_rounds || started.elapsed() < total_budget)
         {
             // Rotate the starting variant each round so none always runs first.
             for k in 0..n {
@@ -121,7 +122,14 @@ impl<'a> Compare<'a> {
                 s
             })
             .collect();
-        let result = Comparison { title: self.title, stats, checksums, unstable, rounds: round, context };
+        let result = Comparison {
+            title: self.title,
+            stats,
+            checksums,
+            unstable,
+            rounds: round,
+            context,
+        };
         if self.show {
             result.show();
         }
@@ -152,10 +160,16 @@ impl Comparison {
     }
 
     fn index(&self, label: &str) -> usize {
-        self.stats.iter().position(|s| s.label == label).unwrap_or_else(|| {
-            let labels: Vec<&str> = self.stats.iter().map(|s| s.label.as_str()).collect();
-            panic!("no variant named {label:?} in \"{}\"; the variants are {labels:?}", self.title)
-        })
+        self.stats
+            .iter()
+            .position(|s| s.label == label)
+            .unwrap_or_else(|| {
+                let labels: Vec<&str> = self.stats.iter().map(|s| s.label.as_str()).collect();
+                panic!(
+                    "no variant named {label:?} in \"{}\"; the variants are {labels:?}",
+                    self.title
+                )
+            })
     }
 
     /// The stats of the variant with this label (panics with the list of labels if unknown).
@@ -188,7 +202,10 @@ impl Comparison {
         Some(format!(
             "CHECKSUMS DIFFER: {} did not compute the same result as \"{}\" (or not the same \
              every time). Their times compare different work.",
-            bad.iter().map(|b| format!("\"{b}\"")).collect::<Vec<_>>().join(", "),
+            bad.iter()
+                .map(|b| format!("\"{b}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.stats[0].label
         ))
     }
@@ -217,7 +234,12 @@ impl Comparison {
                 ]
             })
             .collect();
-        table(&["variant", "median", "min", "speedup", "CPU/wall", "checksum"], &rows)
+        table(
+            &[
+                "variant", "median", "min", "speedup", "CPU/wall", "checksum",
+            ],
+            &rows,
+        )
     }
 
     /// The bar chart (SVG): one bar per variant, the median, with the minimum marked.
@@ -260,7 +282,11 @@ impl Comparison {
                 escape_html(w)
             ));
         }
-        text.push_str(&format!("{text_table}\n{}\n{}", self.note(), self.context.text()));
+        text.push_str(&format!(
+            "{text_table}\n{}\n{}",
+            self.note(),
+            self.context.text()
+        ));
         html.push_str(&format!(
             "{html_table}<div>{}</div><div style=\"color:#666;font-size:85%\">{}</div>{}</div>",
             self.chart(),
@@ -334,7 +360,9 @@ mod tests {
         assert!(text.contains("41 MISMATCH"), "{text}");
         assert!(text.contains("42 (varies)"), "{text}");
         let bundle = c.render();
-        assert!(bundle[0].1.contains("!!! CHECKSUMS DIFFER: \"wrong\", \"racy\""));
+        assert!(bundle[0]
+            .1
+            .contains("!!! CHECKSUMS DIFFER: \"wrong\", \"racy\""));
         assert!(bundle[1].1.contains("CHECKSUMS DIFFER"));
     }
 

@@ -20,6 +20,9 @@ pub struct Context {
     pub load1: f64,
     /// Load average over 5 minutes.
     pub load5: f64,
+    /// CPUs busy right now (all programs, over 0.1 s while this one waits, from `/proc/stat`).
+    /// Unlike the load average it does not remember this notebook's earlier measurements.
+    pub busy_now: Option<f64>,
     /// e.g. `rustc 1.95.0`, or `rustc ?` if it could not be found.
     pub rustc: String,
     /// e.g. `opt-level 2`: the level the toolkit crate was compiled at (evcxr compiles cells and
@@ -33,12 +36,14 @@ impl Context {
     /// Reads the context now.
     pub fn now() -> Context {
         let (load1, load5) = load_average().unwrap_or((f64::NAN, f64::NAN));
+        let busy_now = cpus_busy_now(std::time::Duration::from_millis(100));
         Context {
             cores: crate::cores(),
             online_cpus: online_cpus(),
             cpu_model: cpu_model(),
             load1,
             load5,
+            busy_now,
             rustc: rustc_version().to_string(),
             opt_level: opt_level(),
             debug_assertions: cfg!(debug_assertions),
@@ -59,6 +64,10 @@ impl Context {
         } else {
             format!("load {:.2} / {:.2}", self.load1, self.load5)
         };
+        let load = match self.busy_now {
+            Some(b) => format!("{load} · {b:.1} CPUs busy now"),
+            None => load,
+        };
         format!(
             "{cores} · {} · {load} · {} · {} · debug assertions {}",
             self.cpu_model,
@@ -74,17 +83,26 @@ impl Context {
         self.load1 >= self.cores as f64
     }
 
-    /// A plain warning sentence when the machine is busy.
+    /// A plain warning sentence when the machine is busy. If the load average is high but the
+    /// CPUs are idle right now, the sentence says the load is probably this notebook's own
+    /// earlier measurements instead.
     pub fn warning(&self) -> Option<String> {
-        self.busy().then(|| {
-            format!(
-                "Warning: the machine is busy (load {:.2} on {} core{}): other programs compete \
-                 for the CPU, so these timings are slower and speedups smaller than on an idle \
-                 machine. Run the cell again when the load has dropped.",
-                self.load1,
-                self.cores,
-                if self.cores == 1 { "" } else { "s" }
-            )
+        if !self.busy() {
+            return None;
+        }
+        let (load, cores) = (self.load1, self.cores);
+        let s = if cores == 1 { "" } else { "s" };
+        Some(match self.busy_now {
+            Some(now) if now < 0.5 => format!(
+                "Note: the load average is high ({load:.2} on {cores} core{s}) but only {now:.1} \
+                 CPUs were busy just before measuring: the load probably comes from this \
+                 notebook's own earlier measurements, which have finished."
+            ),
+            _ => format!(
+                "Warning: the machine is busy (load {load:.2} on {cores} core{s}): other programs \
+                 compete for the CPU, so these timings are slower and speedups smaller than on an \
+                 idle machine. Run the cell again when the load has dropped."
+            ),
         })
     }
 
@@ -139,6 +157,35 @@ fn online_cpus() -> usize {
     }
 }
 
+/// CPUs busy (not idle or waiting for I/O) over `window`, from the `cpu` line of `/proc/stat`.
+fn cpus_busy_now(window: std::time::Duration) -> Option<f64> {
+    let before = cpu_ticks()?;
+    std::thread::sleep(window);
+    let after = cpu_ticks()?;
+    let busy = after.0.checked_sub(before.0)?;
+    let total = after.1.checked_sub(before.1)?;
+    (total > 0).then(|| busy as f64 / total as f64 * online_cpus() as f64)
+}
+
+/// (busy, total) jiffies of all CPUs.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    parse_cpu_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    let idle = get(3) + get(4);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+    Some((busy, busy + idle))
+}
+
 fn load_average() -> Option<(f64, f64)> {
     let s = std::fs::read_to_string("/proc/loadavg").ok()?;
     parse_loadavg(&s)
@@ -166,10 +213,15 @@ fn cpu_model() -> String {
 fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
     let raw = cpuinfo
         .lines()
-        .find(|l| l.starts_with("model name") || l.starts_with("Model") || l.starts_with("Hardware"))?
+        .find(|l| {
+            l.starts_with("model name") || l.starts_with("Model") || l.starts_with("Hardware")
+        })?
         .split_once(':')?
         .1;
-    let cleaned = raw.replace("(R)", "").replace("(TM)", "").replace(" CPU ", " ");
+    let cleaned = raw
+        .replace("(R)", "")
+        .replace("(TM)", "")
+        .replace(" CPU ", " ");
     let words: Vec<&str> = cleaned.split_whitespace().collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
@@ -216,11 +268,20 @@ mod tests {
 
     #[test]
     fn parses_proc_files() {
-        assert_eq!(parse_loadavg("0.31 0.40 0.52 2/190 12345\n"), Some((0.31, 0.40)));
+        assert_eq!(
+            parse_loadavg("0.31 0.40 0.52 2/190 12345\n"),
+            Some((0.31, 0.40))
+        );
         assert_eq!(parse_loadavg(""), None);
         let info = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\nflags\t: x\n";
-        assert_eq!(parse_cpu_model(info).as_deref(), Some("Intel Xeon @ 2.20GHz"));
-        assert_eq!(short_rustc("rustc 1.95.0 (59807616e 2026-04-14)"), "rustc 1.95.0");
+        assert_eq!(
+            parse_cpu_model(info).as_deref(),
+            Some("Intel Xeon @ 2.20GHz")
+        );
+        assert_eq!(
+            short_rustc("rustc 1.95.0 (59807616e 2026-04-14)"),
+            "rustc 1.95.0"
+        );
         assert_eq!(short_rustc(""), "rustc ?");
     }
 
@@ -231,6 +292,7 @@ mod tests {
             cpu_model: "Intel Xeon @ 2.20GHz".into(),
             load1,
             load5: 0.4,
+            busy_now: None,
             rustc: "rustc 1.95.0".into(),
             opt_level: "opt-level 2".into(),
             debug_assertions: true,
@@ -248,9 +310,43 @@ mod tests {
         assert!(idle.warning().is_none());
         let busy = sample(2.5);
         assert!(busy.busy());
-        assert!(busy.text().contains("Warning: the machine is busy (load 2.50 on 2 cores)"));
-        let pinned = Context { cores: 1, ..sample(0.1) };
+        assert!(busy
+            .text()
+            .contains("Warning: the machine is busy (load 2.50 on 2 cores)"));
+        let pinned = Context {
+            cores: 1,
+            ..sample(0.1)
+        };
         assert!(pinned.line().starts_with("1 core (of 2 online) · "));
+    }
+
+    #[test]
+    fn busy_now_changes_the_line_and_the_warning() {
+        let quiet_now = Context {
+            busy_now: Some(0.1),
+            ..sample(2.5)
+        };
+        assert!(quiet_now
+            .line()
+            .contains("load 2.50 / 0.40 · 0.1 CPUs busy now · rustc"));
+        assert!(quiet_now.busy());
+        let w = quiet_now.warning().unwrap();
+        assert!(
+            w.starts_with("Note: the load average is high (2.50 on 2 cores)"),
+            "{w}"
+        );
+        let busy_now = Context {
+            busy_now: Some(1.8),
+            ..sample(2.5)
+        };
+        assert!(busy_now
+            .warning()
+            .unwrap()
+            .starts_with("Warning: the machine is busy"));
+        assert_eq!(
+            parse_cpu_ticks("cpu  10 1 5 100 4 1 1 0 0 0\ncpu0 1 2 3\n"),
+            Some((18, 122))
+        );
     }
 
     #[test]

@@ -56,7 +56,10 @@ mod tests {
             for _ in 0..10_000 {
                 x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "thread CPU time does not advance");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "thread CPU time does not advance"
+            );
         }
         assert!(cpu_time() - before >= Duration::from_millis(40));
     }

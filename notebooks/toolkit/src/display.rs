@@ -181,7 +181,10 @@ fn with_plain<'a>(data: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
         let plain = if let Some((_, h)) = data.iter().find(|(m, _)| *m == "text/html") {
             html_to_text(h)
         } else if let Some((_, s)) = data.iter().find(|(m, _)| *m == "image/svg+xml") {
-            format!("[SVG image, {} bytes: open the notebook in Jupyter to see it]", s.len())
+            format!(
+                "[SVG image, {} bytes: open the notebook in Jupyter to see it]",
+                s.len()
+            )
         } else {
             let kinds: Vec<&str> = data.iter().map(|(m, _)| *m).collect();
             format!("[display: {}]", kinds.join(", "))
@@ -306,7 +309,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> (String, String) {
     let numeric = |c: &str| c.starts_with(|ch: char| ch.is_ascii_digit() || "-+.?".contains(ch));
     let right: Vec<bool> = (0..ncols)
         .map(|i| {
-            let cells: Vec<String> = rows.iter().map(|r| cell(r, i)).filter(|c| !c.is_empty()).collect();
+            let cells: Vec<String> = rows
+                .iter()
+                .map(|r| cell(r, i))
+                .filter(|c| !c.is_empty())
+                .collect();
             !cells.is_empty() && cells.iter().all(|c| numeric(c))
         })
         .collect();
@@ -356,7 +363,11 @@ mod tests {
         let line = display_line(&data, Some("id-1"), true);
         assert!(line.starts_with(DISPLAY_PREFIX));
         assert!(line.ends_with('\n'));
-        assert_eq!(line.matches('\n').count(), 1, "exactly one newline: {line:?}");
+        assert_eq!(
+            line.matches('\n').count(),
+            1,
+            "exactly one newline: {line:?}"
+        );
         let v: Value = serde_json::from_str(&line[DISPLAY_PREFIX.len()..]).expect("valid JSON");
         let obj = v.as_object().expect("an object");
         let mut keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
@@ -380,8 +391,14 @@ mod tests {
 
     #[test]
     fn clear_line_format() {
-        assert_eq!(clear_output_line(true), "THREADBOOK_CLEAR_OUTPUT {\"wait\":true}\n");
-        assert_eq!(clear_output_line(false), "THREADBOOK_CLEAR_OUTPUT {\"wait\":false}\n");
+        assert_eq!(
+            clear_output_line(true),
+            "THREADBOOK_CLEAR_OUTPUT {\"wait\":true}\n"
+        );
+        assert_eq!(
+            clear_output_line(false),
+            "THREADBOOK_CLEAR_OUTPUT {\"wait\":false}\n"
+        );
     }
 
     #[test]
@@ -405,7 +422,11 @@ mod tests {
     #[test]
     fn table_renders_exact_html_and_text() {
         let rows = vec![
-            vec!["sequential".to_string(), "12.0 ms".to_string(), "1.00x".to_string()],
+            vec![
+                "sequential".to_string(),
+                "12.0 ms".to_string(),
+                "1.00x".to_string(),
+            ],
             vec!["a<b".to_string(), "6.4 ms".to_string(), "1.88x".to_string()],
         ];
         let (html, plain) = table(&["variant", "median", "speedup"], &rows);
@@ -436,7 +457,9 @@ mod tests {
 
     #[test]
     fn html_to_text_replaces_svg_and_breaks_blocks() {
-        let t = html_to_text("<h4>T</h4><div><svg a=\"1\"><text>x</text></svg></div><p>ok &amp; done</p>");
+        let t = html_to_text(
+            "<h4>T</h4><div><svg a=\"1\"><text>x</text></svg></div><p>ok &amp; done</p>",
+        );
         assert_eq!(t, "T\n[chart]\nok & done");
     }
 }

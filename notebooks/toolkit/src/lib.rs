@@ -8,10 +8,10 @@
 //! ```
 //!
 //! What lives where:
-//! - [`display`]: sending HTML / SVG / text displays to the notebook, tables.
+//! - [`display`](mod@display): sending HTML / SVG / text displays to the notebook, tables.
 //! - [`context`]: the machine a measurement ran on (cores, load, rustc, opt level).
 //! - [`cpu`]: CPU time of this process and of its waited-for children.
-//! - [`stats`] and [`bench`]: timing one piece of code, summarising samples.
+//! - [`stats`] and [`bench`](mod@bench): timing one piece of code, summarising samples.
 //! - [`compare`]: timing several variants of the same job, alternately, with a bar chart.
 //! - [`sweep`]: speedup against thread count, with the ideal line and Amdahl's law.
 //! - [`timeline`]: a Gantt chart of which thread ran what, when.
@@ -37,9 +37,7 @@ pub use bench::{bench, Bench};
 pub use compare::{Compare, Comparison};
 pub use context::{show_context, Context};
 pub use cpu::{children_cpu_time, cpu_time, thread_cpu_time};
-pub use display::{
-    clear_output, display, html, show_table, svg, table, text, DisplayHandle,
-};
+pub use display::{clear_output, display, html, show_table, svg, table, text, DisplayHandle};
 pub use stats::{fmt_duration, Stats};
 pub use sweep::{amdahl, pool, with_pool, Sweep, SweepPoint, SweepResult};
 pub use timeline::{Span, SpanRecord, Timeline};

@@ -7,8 +7,9 @@
 //! 2. `<target>/release/tb-worker` if it is newer than the toolkit's sources (no cargo call);
 //! 3. `cargo build --release --bin tb-worker` of this toolkit into `<target>`,
 //!
-//! where `<target>` is `$THREADBOOK_TOOLKIT_TARGET`, else `$XDG_CACHE_HOME/threadbook/toolkit-target`,
-//! else `~/.cache/threadbook/toolkit-target`.
+//! where `<target>` is `$THREADBOOK_TOOLKIT_TARGET`, else `$THREADBOOK_CACHE_DIR/toolkit-target`
+//! (the kernel's cache), else `$XDG_CACHE_HOME/threadbook/toolkit-target`, else
+//! `~/.cache/threadbook/toolkit-target`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ pub fn source_path() -> PathBuf {
 pub fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("THREADBOOK_TOOLKIT_TARGET") {
         return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("THREADBOOK_CACHE_DIR") {
+        return PathBuf::from(dir).join("toolkit-target");
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -65,17 +69,28 @@ fn locate_or_build() -> Result<PathBuf, String> {
         };
     }
     let target = target_dir();
-    let bin = target.join("release").join(format!("tb-worker{}", std::env::consts::EXE_SUFFIX));
+    let bin = target
+        .join("release")
+        .join(format!("tb-worker{}", std::env::consts::EXE_SUFFIX));
     let newest_source = newest_mtime(&toolkit_dir());
     if let (Some(built), Some(src)) = (mtime(&bin), newest_source) {
         if built > src {
             return Ok(bin);
         }
     }
-    eprintln!("building tb-worker into {} (once; this can take a minute)…", target.display());
+    eprintln!(
+        "building tb-worker into {} (once; this can take a minute)…",
+        target.display()
+    );
     let manifest = toolkit_dir().join("Cargo.toml");
     let output = Command::new(cargo())
-        .args(["build", "--release", "--bin", "tb-worker", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "tb-worker",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .arg("--target-dir")
         .arg(&target)
@@ -96,7 +111,10 @@ fn locate_or_build() -> Result<PathBuf, String> {
     if bin.is_file() {
         Ok(bin)
     } else {
-        Err(format!("cargo succeeded but {} does not exist", bin.display()))
+        Err(format!(
+            "cargo succeeded but {} does not exist",
+            bin.display()
+        ))
     }
 }
 
@@ -128,7 +146,9 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 /// every file under src/.
 fn newest_mtime(toolkit: &Path) -> Option<SystemTime> {
     fn walk(dir: &Path, newest: &mut Option<SystemTime>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -246,7 +266,11 @@ impl Worker {
             .map_err(|e| format!("could not start tb-worker --stdin: {e}"))?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or("tb-worker has no stdout pipe")?;
-        Ok(Worker { child, stdin, stdout: BufReader::new(stdout) })
+        Ok(Worker {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
     }
 
     /// The child's process id.
@@ -270,7 +294,8 @@ impl Worker {
             return Err("tb-worker closed its stdout (did it crash?)".into());
         }
         let line = line.trim();
-        line.parse().map_err(|_| format!("tb-worker answered {line:?}"))
+        line.parse()
+            .map_err(|_| format!("tb-worker answered {line:?}"))
     }
 
     /// Sends `JOB A B` and waits for the answer (panics with the worker's error).

@@ -65,7 +65,11 @@ impl Stats {
             min: samples.iter().min().copied().unwrap_or_default(),
             max: samples.iter().max().copied().unwrap_or_default(),
             median: median(&samples),
-            mean: if n == 0 { Duration::ZERO } else { total / n as u32 },
+            mean: if n == 0 {
+                Duration::ZERO
+            } else {
+                total / n as u32
+            },
             cpu: median(&cpu_samples),
             samples,
             cpu_samples,
@@ -105,7 +109,9 @@ impl Stats {
 
     /// The table headers and the one row describing these stats.
     pub fn table_parts(&self) -> (Vec<&'static str>, Vec<String>) {
-        let mut headers = vec!["label", "median", "min", "max", "mean", "samples", "CPU/wall"];
+        let mut headers = vec![
+            "label", "median", "min", "max", "mean", "samples", "CPU/wall",
+        ];
         let mut row = vec![
             self.label.clone(),
             fmt_duration(self.median),
@@ -299,6 +305,7 @@ mod tests {
             cpu_model: "CPU".into(),
             load1: 0.5,
             load5: 0.25,
+            busy_now: None,
             rustc: "rustc 1.95.0".into(),
             opt_level: "opt-level 2".into(),
             debug_assertions: false,

@@ -97,7 +97,10 @@ impl Timeline {
     /// An empty timeline; its time zero is now.
     pub fn new() -> Timeline {
         Timeline {
-            inner: Arc::new(Inner { origin: Instant::now(), spans: Mutex::new(Vec::new()) }),
+            inner: Arc::new(Inner {
+                origin: Instant::now(),
+                spans: Mutex::new(Vec::new()),
+            }),
         }
     }
 
@@ -136,7 +139,9 @@ impl Timeline {
             lane: lane.into(),
             label: label.into(),
             start: start.saturating_duration_since(origin),
-            end: end.saturating_duration_since(origin).max(start.saturating_duration_since(origin)),
+            end: end
+                .saturating_duration_since(origin)
+                .max(start.saturating_duration_since(origin)),
         };
         self.inner
             .spans
@@ -170,7 +175,11 @@ impl Timeline {
 
     /// Removes all spans (the origin stays).
     pub fn clear(&self) {
-        self.inner.spans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        self.inner
+            .spans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     /// The Gantt chart (SVG): one row per lane, one bar per span.
@@ -237,7 +246,8 @@ impl Timeline {
         let spans = self.spans().len();
         let lanes = self.lanes().len();
         let ctx = Context::now();
-        let summary = format!("{spans} spans on {lanes} lanes; times in ms since the timeline was created.");
+        let summary =
+            format!("{spans} spans on {lanes} lanes; times in ms since the timeline was created.");
         let (lane_html, lane_text) = self.lane_table();
         let (_, span_text) = self.span_table(LIMIT);
         let mut text = format!("{title}\n{summary}\n{lane_text}\n\n{span_text}");
@@ -273,8 +283,18 @@ mod tests {
     fn spans_record_lane_label_and_order() {
         let tl = Timeline::new();
         let t0 = tl.origin();
-        tl.record("b", "late", t0 + Duration::from_millis(5), t0 + Duration::from_millis(9));
-        tl.record("a", "early", t0 + Duration::from_millis(1), t0 + Duration::from_millis(3));
+        tl.record(
+            "b",
+            "late",
+            t0 + Duration::from_millis(5),
+            t0 + Duration::from_millis(9),
+        );
+        tl.record(
+            "a",
+            "early",
+            t0 + Duration::from_millis(1),
+            t0 + Duration::from_millis(3),
+        );
         let spans = tl.spans();
         assert_eq!(spans[0].label, "early");
         assert_eq!(spans[0].start, Duration::from_millis(1));
@@ -302,11 +322,16 @@ mod tests {
         let spans = tl.spans();
         assert_eq!(spans.len(), 4);
         for i in 0..3 {
-            let s = spans.iter().find(|s| s.label == format!("job {i}")).unwrap();
+            let s = spans
+                .iter()
+                .find(|s| s.label == format!("job {i}"))
+                .unwrap();
             assert_eq!(s.lane, format!("worker {i}"));
             assert!(s.duration() >= Duration::from_millis(2));
         }
-        assert!(spans.iter().any(|s| s.lane == "main lane" && s.label == "explicit"));
+        assert!(spans
+            .iter()
+            .any(|s| s.lane == "main lane" && s.label == "explicit"));
     }
 
     #[test]
@@ -314,14 +339,26 @@ mod tests {
         let tl = Timeline::new();
         let t0 = tl.origin();
         tl.record("x", "a", t0, t0 + Duration::from_millis(2));
-        tl.record("y", "b", t0 + Duration::from_millis(1), t0 + Duration::from_millis(4));
+        tl.record(
+            "y",
+            "b",
+            t0 + Duration::from_millis(1),
+            t0 + Duration::from_millis(4),
+        );
         let bundle = tl.render("two lanes");
         let text = &bundle[0].1;
         assert!(text.starts_with("two lanes\n2 spans on 2 lanes"), "{text}");
-        assert!(text.contains("\ny     b      1.00 ms  4.00 ms   3.00 ms\n"), "{text}");
+        assert!(
+            text.contains("\ny     b      1.00 ms  4.00 ms   3.00 ms\n"),
+            "{text}"
+        );
         let svg = tl.chart("two lanes");
         check_xml(&svg).expect("well-formed SVG");
-        assert_eq!(svg.matches("<rect").count(), 3, "background + one bar per span");
+        assert_eq!(
+            svg.matches("<rect").count(),
+            3,
+            "background + one bar per span"
+        );
     }
 
     #[test]

@@ -22,12 +22,36 @@ pub struct Job {
 
 /// Every job [`run`] accepts.
 pub const JOBS: &[Job] = &[
-    Job { name: "spin", args: "a = iterations of a xorshift loop (b ignored)", additive: false },
-    Job { name: "count_primes", args: "primes in [a, b)", additive: true },
-    Job { name: "sum_squares", args: "sum of i*i for i in [a, b), wrapping", additive: true },
-    Job { name: "collatz_steps", args: "total Collatz steps of every n in [a, b)", additive: true },
-    Job { name: "mem_sum", args: "a = MiB buffer summed b times (memory-bound)", additive: false },
-    Job { name: "sleep", args: "sleep a ms, return a (waiting, not computing)", additive: false },
+    Job {
+        name: "spin",
+        args: "a = iterations of a xorshift loop (b ignored)",
+        additive: false,
+    },
+    Job {
+        name: "count_primes",
+        args: "primes in [a, b)",
+        additive: true,
+    },
+    Job {
+        name: "sum_squares",
+        args: "sum of i*i for i in [a, b), wrapping",
+        additive: true,
+    },
+    Job {
+        name: "collatz_steps",
+        args: "total Collatz steps of every n in [a, b)",
+        additive: true,
+    },
+    Job {
+        name: "mem_sum",
+        args: "a = MiB buffer summed b times (memory-bound)",
+        additive: false,
+    },
+    Job {
+        name: "sleep",
+        args: "sleep a ms, return a (waiting, not computing)",
+        additive: false,
+    },
 ];
 
 /// Runs the job called `job` with arguments `a`, `b`; `None` if there is no such job.
@@ -110,7 +134,11 @@ pub fn sum_squares(lo: u64, hi: u64) -> u64 {
 pub fn collatz(mut n: u64) -> u64 {
     let mut steps = 0;
     while n > 1 {
-        n = if n % 2 == 0 { n / 2 } else { n.wrapping_mul(3).wrapping_add(1) };
+        n = if n % 2 == 0 {
+            n / 2
+        } else {
+            n.wrapping_mul(3).wrapping_add(1)
+        };
         steps += 1;
     }
     steps
@@ -225,7 +253,13 @@ mod tests {
 
     #[test]
     fn split_covers_the_range_exactly() {
-        for (lo, hi, parts) in [(0, 100, 3), (5, 6, 4), (10, 10, 2), (0, 1_000_003, 7), (3, 1, 2)] {
+        for (lo, hi, parts) in [
+            (0, 100, 3),
+            (5, 6, 4),
+            (10, 10, 2),
+            (0, 1_000_003, 7),
+            (3, 1, 2),
+        ] {
             let s = split(lo, hi, parts);
             assert_eq!(s.len(), parts);
             assert_eq!(s[0].0, lo);
@@ -246,10 +280,17 @@ mod tests {
     fn additive_jobs_add_up_over_parts() {
         for job in JOBS.iter().filter(|j| j.additive) {
             let whole = run(job.name, 0, 5000).unwrap();
-            let parts: Vec<u64> =
-                split(0, 5000, 4).iter().map(|&(a, b)| run(job.name, a, b).unwrap()).collect();
+            let parts: Vec<u64> = split(0, 5000, 4)
+                .iter()
+                .map(|&(a, b)| run(job.name, a, b).unwrap())
+                .collect();
             assert_eq!(combine(&parts), whole, "{}", job.name);
-            assert_eq!(combine(&run_threads(job.name, &split(0, 5000, 3))), whole, "{}", job.name);
+            assert_eq!(
+                combine(&run_threads(job.name, &split(0, 5000, 3))),
+                whole,
+                "{}",
+                job.name
+            );
         }
     }
 }

@@ -24,23 +24,37 @@ const CASES: &[(&str, u64, u64)] = &[
 #[test]
 fn every_job_is_covered() {
     for job in tb::work::JOBS {
-        assert!(CASES.iter().any(|c| c.0 == job.name), "no case for {}", job.name);
+        assert!(
+            CASES.iter().any(|c| c.0 == job.name),
+            "no case for {}",
+            job.name
+        );
     }
 }
 
 #[test]
 fn argument_mode_agrees_with_the_library() {
     for &(job, a, b) in CASES {
-        let out = Command::new(WORKER).args([job, &a.to_string(), &b.to_string()]).output().unwrap();
+        let out = Command::new(WORKER)
+            .args([job, &a.to_string(), &b.to_string()])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{job}: {out:?}");
-        let got: u64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+        let got: u64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert_eq!(got, tb::work::run(job, a, b).unwrap(), "{job} {a} {b}");
     }
 }
 
 #[test]
 fn unknown_job_fails_with_exit_code_2() {
-    let out = Command::new(WORKER).args(["nope", "1", "2"]).output().unwrap();
+    let out = Command::new(WORKER)
+        .args(["nope", "1", "2"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job \"nope\""));
 }
@@ -58,14 +72,23 @@ fn stdin_mode_answers_one_line_per_request() {
         input.push_str(&format!("{job} {a} {b}\n"));
     }
     input.push_str("bogus 1 2\n\ncount_primes 0\n");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), CASES.len() + 2, "{text}");
     for (line, &(job, a, b)) in lines.iter().zip(CASES) {
-        assert_eq!(line.parse::<u64>().unwrap(), tb::work::run(job, a, b).unwrap(), "{job}");
+        assert_eq!(
+            line.parse::<u64>().unwrap(),
+            tb::work::run(job, a, b).unwrap(),
+            "{job}"
+        );
     }
     assert!(lines[CASES.len()].starts_with("ERR unknown job"));
     assert_eq!(lines[CASES.len() + 1], "0", "B defaults to 0");
@@ -80,12 +103,18 @@ fn procs_run_and_run_parallel_agree_with_threads() {
     let by_procs = tb::procs::run_parallel("collatz_steps", &parts);
     let by_threads = tb::work::run_threads("collatz_steps", &parts);
     assert_eq!(by_procs, by_threads);
-    assert_eq!(tb::work::combine(&by_procs), tb::work::collatz_steps(0, 30_000));
+    assert_eq!(
+        tb::work::combine(&by_procs),
+        tb::work::collatz_steps(0, 30_000)
+    );
     // Waited-for children's CPU time shows up in children_cpu_time.
     let spins = tb::procs::run_parallel("spin", &[(20_000_000, 0), (20_000_000, 0)]);
     assert_eq!(spins, vec![tb::work::spin(20_000_000); 2]);
     let used = tb::children_cpu_time() - before;
-    assert!(used >= std::time::Duration::from_millis(20), "children used {used:?}");
+    assert!(
+        used >= std::time::Duration::from_millis(20),
+        "children used {used:?}"
+    );
 }
 
 #[test]
@@ -105,6 +134,9 @@ fn long_lived_worker_round_trips() {
     for n in [10, 100, 1000] {
         assert_eq!(w.call("count_primes", 0, n), tb::work::count_primes(0, n));
     }
-    assert!(w.try_call("nope", 0, 0).unwrap_err().contains("ERR unknown job"));
+    assert!(w
+        .try_call("nope", 0, 0)
+        .unwrap_err()
+        .contains("ERR unknown job"));
     assert!(w.finish().unwrap().success());
 }

@@ -14,9 +14,8 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 fn usage() -> String {
-    let mut s = String::from(
-        "usage: tb-worker JOB A [B] | tb-worker --stdin | tb-worker --list\njobs:\n",
-    );
+    let mut s =
+        String::from("usage: tb-worker JOB A [B] | tb-worker --stdin | tb-worker --list\njobs:\n");
     for job in tb::work::JOBS {
         s.push_str(&format!("  {:<14} {}\n", job.name, job.args));
     }
@@ -30,7 +29,10 @@ fn answer(words: &[&str]) -> Result<u64, String> {
         [job, a, b] => (*job, *a, *b),
         _ => return Err(format!("expected JOB A [B], got {:?}", words.join(" "))),
     };
-    let num = |s: &str| s.parse::<u64>().map_err(|_| format!("{s:?} is not a number"));
+    let num = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("{s:?} is not a number"))
+    };
     tb::work::run(job, num(a)?, num(b)?)
         .ok_or_else(|| format!("unknown job {job:?}; jobs: {}", tb::work::job_names()))
 }
@@ -39,7 +41,9 @@ fn serve_stdin() -> ExitCode {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
     for line in stdin.lock().lines() {
-        let Ok(line) = line else { return ExitCode::FAILURE };
+        let Ok(line) = line else {
+            return ExitCode::FAILURE;
+        };
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.is_empty() {
             continue;

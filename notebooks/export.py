@@ -1,0 +1,98 @@
+"""Execute the course with the threadbook kernel and export it to HTML.
+
+    python notebooks/export.py --out build/html
+    python notebooks/export.py --out build/student --student --reuse build/html
+
+The first form runs every notebook top to bottom (cells tagged
+`raises-exception` may fail; any other failure stops the export with the
+cell's error) and writes the executed notebook and its HTML. The second
+writes a student edition from already-executed notebooks, without the
+cells tagged `solution`. Timings per notebook go to timings.json.
+"""
+
+import argparse
+import html
+import json
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbconvert import HTMLExporter
+from traitlets.config import Config
+
+HERE = Path(__file__).resolve().parent
+
+
+def course_notebooks():
+    return sorted(p for p in HERE.glob("*.ipynb") if not p.name.startswith("_"))
+
+
+def execute(path: Path, timeout: int) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name="threadbook",
+        timeout=timeout,
+        resources={"metadata": {"path": str(HERE)}},
+    )
+    client.execute()
+    return nb
+
+
+def to_html(nb, student: bool) -> str:
+    c = Config()
+    if student:
+        c.TagRemovePreprocessor.enabled = True
+        c.TagRemovePreprocessor.remove_cell_tags = ["solution"]
+    exporter = HTMLExporter(config=c)
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+def write_index(out: Path, names, title: str):
+    items = "\n".join(
+        f'<li><a href="{html.escape(n)}.html">{html.escape(n)}</a></li>' for n in names
+    )
+    (out / "index.html").write_text(
+        f"<!doctype html><meta charset='utf-8'><title>{title}</title>"
+        f"<h1>{title}</h1><ol>{items}</ol>\n"
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--student", action="store_true", help="drop cells tagged 'solution'")
+    ap.add_argument("--reuse", type=Path, help="take executed notebooks from this folder")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    ap.add_argument("notebooks", nargs="*", type=Path, help="default: every course notebook")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = args.notebooks or course_notebooks()
+    timings = {}
+    for path in paths:
+        name = path.stem
+        if args.reuse:
+            nb = nbformat.read(args.reuse / f"{name}.ipynb", as_version=4)
+        else:
+            t0 = time.monotonic()
+            print(f"running {path.name} ...", flush=True)
+            nb = execute(path, args.timeout)
+            timings[name] = round(time.monotonic() - t0, 1)
+            print(f"  {timings[name]} s", flush=True)
+        if args.student:
+            nb.cells = [c for c in nb.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
+        nbformat.write(nb, args.out / f"{name}.ipynb")
+        (args.out / f"{name}.html").write_text(to_html(nb, args.student))
+    title = "threadbook course" + (" (student edition)" if args.student else "")
+    write_index(args.out, [p.stem for p in paths], title)
+    if timings:
+        timings["total"] = round(sum(timings.values()), 1)
+        (args.out / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+        print(f"course executed in {timings['total']} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# threadbook: set everything up, then run the course and export it to HTML.
+#
+#   ./run.sh           set up (build, Python env, kernelspec) and export the course
+#   ./run.sh setup     set up only
+#   ./run.sh export    export only (needs a set-up machine)
+#
+# Needs: the Rust toolchain (cargo), Python 3 with pip; uses apt-get only if
+# Python's venv module is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+say() { printf '\n== %s\n' "$*"; }
+
+setup() {
+    say "Building the threadbook kernel (release; first build takes ~12 minutes)"
+    cargo build --release --locked -p threadbook
+
+    if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+        say "Adding rust-src (code completion in cells needs it)"
+        rustup component add rust-src || echo "rust-src unavailable: completion will know less about std"
+    fi
+
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "Creating the Python environment in .venv"
+        if ! python3 -m venv "$VENV" 2>/dev/null; then
+            echo "python3 -m venv failed; installing python3-venv with apt-get"
+            rm -rf "$VENV"
+            SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+            $SUDO apt-get update -q && $SUDO apt-get install -y -q python3-venv
+            python3 -m venv "$VENV"
+        fi
+    fi
+    say "Installing Jupyter and test clients into .venv"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -r requirements.txt
+
+    say "Installing the kernelspec"
+    "$ROOT/target/release/threadbook" install --user
+    PATH="$VENV/bin:$PATH" jupyter kernelspec list
+}
+
+export_course() {
+    say "Running every notebook with the threadbook kernel and exporting HTML"
+    "$VENV/bin/python" notebooks/export.py --out build/html
+    "$VENV/bin/python" notebooks/export.py --out build/student --student --reuse build/html
+    say "Done. Open build/html/index.html, or start JupyterLab with: .venv/bin/jupyter lab notebooks/"
+}
+
+case "${1:-all}" in
+    setup) setup ;;
+    export) export_course ;;
+    all) setup; export_course ;;
+    *) echo "usage: ./run.sh [setup|export]" >&2; exit 2 ;;
+esac

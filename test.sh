@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# threadbook: run every test (sets up first; see ./run.sh).
+#
+#   ./test.sh          Rust unit and protocol tests, then the Jupyter end-to-end suites
+#   ./test.sh -k NAME  extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")"
+./run.sh setup
+
+printf '\n== Rust tests (kernel units, protocol against the mock engine, toolkit)\n'
+cargo test --release --locked --workspace
+
+printf '\n== Jupyter end-to-end tests (real clients, real kernel, the course)\n'
+.venv/bin/python -m pytest tests -q -rs "$@"
