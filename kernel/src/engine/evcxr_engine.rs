@@ -419,6 +419,7 @@ impl Engine for EvcxrEngine {
             },
         };
         let pid = self.control.child_pid();
+        let sampler = self.timing.then(super::cpu_strip::Sampler::start);
         let cpu0 = pid.and_then(procs::cpu_seconds);
         let t0 = Instant::now();
         let result = self.ctx.execute_with_callbacks(&cell.code, &mut callbacks);
@@ -426,10 +427,19 @@ impl Engine for EvcxrEngine {
         let cpu1 = pid.and_then(procs::cpu_seconds);
         self.control.running.store(false, Ordering::SeqCst);
         let died = matches!(result, Err(EvcxrError::SubprocessTerminated(_)));
+        // Fences come only when code ran in the evaluation process: not for
+        // compile errors, nor for cells of `:` commands alone.
+        let ran = match &result {
+            Ok(outputs) => outputs.phases.iter().any(|p| p.name == "Execution"),
+            Err(EvcxrError::TypeRedefinedVariablesLost(_)) => true,
+            Err(_) => false,
+        };
         let fin = if died {
             self.io.finish(&mark, pid.map(|p| p as u32), Duration::from_secs(1))
-        } else {
+        } else if ran {
             self.io.finish(&mark, None, Duration::from_secs(5))
+        } else {
+            self.io.finish(&mark, None, Duration::ZERO)
         };
 
         let mut metadata = json!({});
@@ -442,12 +452,20 @@ impl Engine for EvcxrEngine {
                     _ => None,
                 };
                 metadata = timing_metadata(compile, run, cpu, self.cores);
-                if self.timing {
+                if let Some(sampler) = sampler.filter(|_| self.timing) {
                     let line = timing_line(compile, run, cpu, self.cores);
+                    // The strip is worth drawing only for cells that ran a while.
+                    let strip = if run >= Duration::from_millis(100) {
+                        super::cpu_strip::render_svg(&sampler.finish(run)).unwrap_or_default()
+                    } else {
+                        String::new()
+                    };
+                    let html = format!(
+                        "<div style=\"color:#777;font-size:smaller\">{}</div>{strip}",
+                        html_escape(&line)
+                    );
                     self.output.display(
-                        [("text/plain".to_owned(), Value::from(line.clone())),
-                         ("text/html".to_owned(), Value::from(format!("<div style=\"color:#777;font-size:smaller\">{}</div>", html_escape(&line))))]
-                            .into(),
+                        [("text/plain".to_owned(), Value::from(line)), ("text/html".to_owned(), Value::from(html))].into(),
                         json!({}),
                         None,
                         false,
