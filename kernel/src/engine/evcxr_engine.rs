@@ -161,8 +161,10 @@ impl EvcxrEngine {
             log::warn!("{} is not set: evaluation output will not be captured live", super::capture::IO_ENV);
         }
         forward_build_progress(output.clone());
+        let started = Instant::now();
         let (ctx, outputs) = CommandContext::new().map_err(|e| anyhow::anyhow!("{e}"))
             .context("the evcxr engine could not start (is cargo on PATH?)")?;
+        log::info!("engine ready in {:.2} s", started.elapsed().as_secs_f64());
         // Anything evcxr still forwards itself (it should be little) is output too.
         for (rx, name) in [(outputs.stdout, "stdout"), (outputs.stderr, "stderr")] {
             let out = output.clone();
@@ -508,6 +510,7 @@ impl Engine for EvcxrEngine {
                 Outcome::Error(self.error_from(e, &cell.code, &vars_before, &fin.stderr_tail))
             }
         };
+        release_free_memory();
         Executed { outcome, metadata }
     }
 
@@ -560,6 +563,15 @@ impl Engine for EvcxrEngine {
 
     fn interrupter(&self) -> Arc<dyn Interrupter> {
         self.control.clone()
+    }
+}
+
+/// rust-analyzer's passes free much of what they allocate, but the allocator
+/// keeps it; hand it back so the kernel's resident memory stays small.
+fn release_free_memory() {
+    // SAFETY: malloc_trim only returns unused heap pages to the OS.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -1,0 +1,176 @@
+"""Speed and memory of the installed kernel, through jupyter_client.
+
+    .venv/bin/python tests/bench_kernel.py [--runs 3]
+
+Measures each figure of the speed targets as the median of several runs and
+prints them with the machine's context. When the evcxr_jupyter kernelspec
+(`rust`) is installed too, the same measurements run against it in the same
+run and the ratios are printed side by side. Not part of the test run: the
+figures depend on the machine and its load, so they are reported, not
+asserted.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import start_new_kernel
+
+RAYON_CELL = (
+    "use rayon::prelude::*;\n"
+    "(0..1_000_000u64).into_par_iter().map(|i| i % 7).sum::<u64>()"
+)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def context_line():
+    cores = os.cpu_count()
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{cores} cores · {model} · load {load[0]:.2} / {load[1]:.2} · {rustc} · {platform.system()}"
+
+
+def wait_idle(kc, msg_id, timeout=300):
+    """All iopub messages of one request up to its idle."""
+    msgs = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = kc.get_iopub_msg(timeout=timeout)
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        msgs.append(m)
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            return msgs
+    raise TimeoutError(f"no idle for {msg_id}")
+
+
+def run_cell(kc, code, timeout=300):
+    t0 = time.monotonic()
+    msg_id = kc.execute(code)
+    reply = kc.get_shell_msg(timeout=timeout)
+    msgs = wait_idle(kc, msg_id, timeout)
+    elapsed = time.monotonic() - t0
+    if reply["content"]["status"] != "ok":
+        raise RuntimeError(f"{code!r} failed: {reply['content'].get('evalue')}")
+    return elapsed, msgs
+
+
+def tree_rss_mib(pid):
+    """Resident memory of a process and all its descendants."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    tree, i = [pid], 0
+    while i < len(tree):
+        tree += [p for p, pp in parents.items() if pp == tree[i]]
+        i += 1
+    total = 0
+    for p in tree:
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def rtt(kc, channel, make, n=50):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        make()
+        getattr(kc, channel)(timeout=30)
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+def measure(kernel, runs):
+    res = {}
+    launches, dep_cells = [], []
+    for i in range(runs):
+        t0 = time.monotonic()
+        km, kc = start_new_kernel(kernel_name=kernel, startup_timeout=120)
+        run_cell(kc, "1 + 1")
+        launches.append(time.monotonic() - t0)
+        # a new session's first :dep rayon + par_iter cell (dependency built before)
+        t_dep, _ = run_cell(kc, ':dep rayon = "1"')
+        t_par, _ = run_cell(kc, RAYON_CELL)
+        dep_cells.append(t_dep + t_par)
+        if i < runs - 1:
+            km.shutdown_kernel(now=True)
+    res["launch → first `1 + 1` result (s)"] = median(launches)
+    res["first `:dep rayon` + `par_iter` cell (s)"] = median(dep_cells)
+    res["trivial cell, warm (s)"] = median([run_cell(kc, "1 + 1")[0] for _ in range(10)])
+    res["kernel_info round trip (ms)"] = 1000 * rtt(kc, "get_shell_msg", kc.kernel_info)
+    res["is_complete round trip (ms)"] = 1000 * rtt(
+        kc, "get_shell_msg", lambda: kc.is_complete("fn f() {")
+    )
+    # control answers while a cell runs
+    msg_id = kc.execute("std::thread::sleep(std::time::Duration::from_secs(3));")
+    time.sleep(0.3)
+
+    def control_info():
+        msg = kc.session.msg("kernel_info_request")
+        kc.control_channel.send(msg)
+
+    res["kernel_info on control during a cell (ms)"] = 1000 * rtt(
+        kc, "get_control_msg", control_info, n=20
+    )
+    kc.get_shell_msg(timeout=60)
+    wait_idle(kc, msg_id)
+    t, msgs = run_cell(kc, 'for i in 0..100_000 { println!("{i}"); }')
+    res["100,000-line cell to idle (s)"] = t
+    res["100,000-line cell: stream messages"] = sum(m["msg_type"] == "stream" for m in msgs)
+    res["resident memory after one cell (MiB)"] = tree_rss_mib(km.provisioner.process.pid)
+    km.shutdown_kernel(now=True)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3, help="sessions per kernel (default 3)")
+    args = ap.parse_args()
+    installed = KernelSpecManager().find_kernel_specs()
+    kernels = [k for k in ("threadbook", "rust") if k in installed]
+    print(context_line())
+    print(f"median of {args.runs} sessions (10 warm cells, 50 round trips)\n")
+    results = {k: measure(k, args.runs) for k in kernels}
+    names = list(results[kernels[0]])
+    head = f"{'figure':46} " + " ".join(f"{k:>12}" for k in kernels)
+    if len(kernels) == 2:
+        head += f" {'ratio':>8}"
+    print(head)
+    print("-" * len(head))
+    for name in names:
+        vals = [results[k][name] for k in kernels]
+        row = f"{name:46} " + " ".join(f"{v:12.3f}" if isinstance(v, float) else f"{v:12}" for v in vals)
+        if len(kernels) == 2 and vals[0]:
+            row += f" {vals[1] / vals[0]:7.1f}x"
+        print(row)
+    if len(kernels) == 1:
+        print("\n(evcxr_jupyter's kernelspec `rust` is not installed: no side-by-side ratios)")
+
+
+if __name__ == "__main__":
+    main()
