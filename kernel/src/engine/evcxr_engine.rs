@@ -516,7 +516,9 @@ impl Engine for EvcxrEngine {
 
     fn complete(&mut self, code: &str, cursor: usize) -> Completions {
         let byte = char_to_byte(code, cursor);
-        match self.ctx.completions(code, byte) {
+        let found = self.ctx.completions(code, byte);
+        release_free_memory();
+        match found {
             Ok(c) => Completions {
                 types: c.completions.iter().map(|c| c.kind.to_owned()).collect(),
                 matches: c.completions.into_iter().map(|c| c.code).collect(),
@@ -545,14 +547,18 @@ impl Engine for EvcxrEngine {
         if word.is_empty() {
             return None;
         }
-        match self.ctx.hover_at(code, end.saturating_sub(1).max(start)) {
-            Ok((text, markdown)) if !text.is_empty() && text != "No documentation found" => Some(
-                [
-                    ("text/plain".to_owned(), Value::from(text)),
-                    ("text/markdown".to_owned(), Value::from(markdown)),
-                ]
-                .into(),
-            ),
+        // hover_at describes the expression that ends at the position.
+        match self.ctx.hover_at(code, end) {
+            Ok((text, html)) if !text.is_empty() && text != "No documentation found" => {
+                release_free_memory();
+                Some(
+                    [
+                        ("text/plain".to_owned(), Value::from(text)),
+                        ("text/html".to_owned(), Value::from(html)),
+                    ]
+                    .into(),
+                )
+            }
             Ok(_) => None,
             Err(e) => {
                 log::info!("inspect failed: {e}");
