@@ -82,9 +82,15 @@ fn main() {
     }
 }
 
-/// rustc's version ("1.95.0") and the directory holding its libstd shared
-/// library.
-fn rustc_facts() -> (String, Vec<PathBuf>) {
+/// What the kernel needs to know of the Rust toolchain.
+struct Toolchain {
+    /// rustc's version, e.g. "1.95.0".
+    version: String,
+    /// The directory holding libstd's shared library.
+    std_libs: Option<PathBuf>,
+}
+
+fn toolchain() -> Toolchain {
     let run = |args: &[&str]| {
         std::process::Command::new("rustc")
             .args(args)
@@ -100,23 +106,33 @@ fn rustc_facts() -> (String, Vec<PathBuf>) {
         .unwrap_or("unknown")
         .to_owned();
     let printed = run(&["--print", "sysroot", "--print", "host-tuple"]);
-    let libs = match printed.lines().collect::<Vec<_>>()[..] {
-        [sysroot, host] => vec![PathBuf::from(sysroot).join("lib/rustlib").join(host).join("lib")],
-        _ => vec![],
-    };
-    (version, libs)
+    match printed.lines().collect::<Vec<_>>()[..] {
+        [sysroot, host] => Toolchain {
+            version,
+            std_libs: Some(PathBuf::from(sysroot).join("lib/rustlib").join(host).join("lib")),
+        },
+        _ => Toolchain { version, std_libs: None },
+    }
 }
 
-/// Cells are shared libraries linked against rustc's libstd; their relative
-/// rpath only resolves when the build directory sits at a particular depth,
-/// so the evaluation process is told where libstd is.
-fn add_library_path(dirs: &[PathBuf]) {
-    let mut paths: Vec<PathBuf> = dirs.to_vec();
-    if let Some(old) = std::env::var_os("LD_LIBRARY_PATH") {
+/// Puts `dir` in front of the search path in variable `var`.
+fn prepend_path(var: &str, dir: &std::path::Path) {
+    let mut paths = vec![dir.to_owned()];
+    if let Some(old) = std::env::var_os(var) {
         paths.extend(std::env::split_paths(&old));
     }
     if let Ok(joined) = std::env::join_paths(paths) {
-        std::env::set_var("LD_LIBRARY_PATH", joined);
+        std::env::set_var(var, joined);
+    }
+}
+
+/// Environment for the engine's tools and the evaluation process.
+fn prepare_toolchain_env(tc: &Toolchain) {
+    // Cells are shared libraries linked against rustc's libstd; their
+    // relative rpath only resolves when the build directory sits at a
+    // particular depth, so the evaluation process is told where libstd is.
+    if let Some(libs) = &tc.std_libs {
+        prepend_path("LD_LIBRARY_PATH", libs);
     }
 }
 
@@ -127,8 +143,8 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     // has one thread.
     std::env::set_var("THREADBOOK_KERNEL", "1");
     std::env::set_var(capture::IO_ENV, capture::default_socket_path());
-    let (rustc_version, std_libs) = rustc_facts();
-    add_library_path(&std_libs);
+    let tc = toolchain();
+    prepare_toolchain_env(&tc);
     let _slot = if mock { None } else { threadbook::engine::build_dir::claim()? };
 
     let engine: EngineFactory = if mock {
@@ -139,7 +155,7 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     let kernel = Kernel::start(KernelConfig {
         connection,
         engine,
-        rustc_version,
+        rustc_version: tc.version,
     })?;
     let state = kernel.state();
     let mut signals = signal_hook::iterator::Signals::new([
