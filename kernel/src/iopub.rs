@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 pub const STREAM_FLUSH_INTERVAL: Duration = Duration::from_millis(40);
 /// Text kept in one pending stream message before it is sent regardless.
 const STREAM_MAX_PENDING: usize = 512 * 1024;
+/// Stream text one cell may send; past it, output is dropped (and counted)
+/// so a runaway cell cannot bury the notebook or the frontend.
+pub const STREAM_LIMIT_PER_CELL: usize = 32 * 1024 * 1024;
 
 /// One broadcast: content plus the header of the request it belongs to.
 #[derive(Debug, Clone)]
@@ -75,6 +78,9 @@ struct OutputState {
     /// True while a silent request runs: nothing is broadcast.
     muted: bool,
     pending: Option<Pending>,
+    /// Stream bytes sent for the current parent, and bytes dropped past the limit.
+    sent: usize,
+    dropped: usize,
 }
 
 /// Output routing and stream batching, shared by the engine and its pumps.
@@ -92,6 +98,8 @@ impl Output {
                 parent: json!({}),
                 muted: false,
                 pending: None,
+                sent: 0,
+                dropped: 0,
             })),
         };
         let weak = Arc::downgrade(&out.state);
@@ -124,6 +132,8 @@ impl Output {
     pub fn attach(&self, parent: &Value, silent: bool) {
         let mut st = lock(&self.state);
         flush_locked(&mut st, &self.publisher);
+        st.sent = 0;
+        st.dropped = 0;
         if silent {
             st.muted = true;
         } else {
@@ -151,6 +161,19 @@ impl Output {
         if st.muted {
             return;
         }
+        if st.sent + text.len() > STREAM_LIMIT_PER_CELL {
+            if st.dropped == 0 {
+                flush_locked(&mut st, &self.publisher);
+                let notice = format!(
+                    "\n[threadbook: this cell printed more than {} MiB; further output is dropped. The cell keeps running: interrupt it to stop it.]\n",
+                    STREAM_LIMIT_PER_CELL >> 20
+                );
+                self.publisher.send("stream", json!({"name": "stderr", "text": notice}), &st.parent);
+            }
+            st.dropped += text.len();
+            return;
+        }
+        st.sent += text.len();
         if st.pending.as_ref().is_some_and(|p| p.name != name) {
             flush_locked(&mut st, &self.publisher);
         }
@@ -260,6 +283,33 @@ mod tests {
         assert_eq!(msgs[1].1["text"], "warn\n");
         assert_eq!(msgs[2].1["text"], "after\n");
         assert!(msgs.iter().all(|m| m.2["msg_id"] == "cell-1"));
+    }
+
+    #[test]
+    fn a_flood_is_cut_at_the_limit_with_one_notice() {
+        let (publisher, rx) = Publisher::new();
+        let out = Output::new(publisher);
+        out.attach(&json!({"msg_id": "flood"}), false);
+        let chunk = "x".repeat(1 << 20);
+        for _ in 0..(STREAM_LIMIT_PER_CELL >> 20) + 5 {
+            out.stream("stdout", &chunk);
+        }
+        out.flush();
+        let msgs = drain(&rx);
+        let sent: usize = msgs
+            .iter()
+            .filter(|m| m.1["name"] == "stdout")
+            .map(|m| m.1["text"].as_str().unwrap().len())
+            .sum();
+        assert_eq!(sent, STREAM_LIMIT_PER_CELL);
+        let notices: Vec<_> = msgs.iter().filter(|m| m.1["name"] == "stderr").collect();
+        assert_eq!(notices.len(), 1);
+        assert!(notices[0].1["text"].as_str().unwrap().contains("further output is dropped"));
+        // the next cell starts with a fresh allowance
+        out.attach(&json!({"msg_id": "next"}), false);
+        out.stream("stdout", "ok\n");
+        out.flush();
+        assert_eq!(drain(&rx)[0].1["text"], "ok\n");
     }
 
     #[test]
