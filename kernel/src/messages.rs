@@ -205,7 +205,7 @@ impl KernelInfoReply {
                 file_extension: ".rs".into(),
                 pygments_lexer: "rust".into(),
                 codemirror_mode: "rust".into(),
-                nbconvert_exporter: "rust".into(),
+                nbconvert_exporter: "script".into(),
             },
             banner: format!(
                 "threadbook {} — Rust {} in Jupyter, on the evcxr engine",

@@ -1,32 +1,29 @@
 //! Output capture between the evaluation process and the kernel.
 //!
 //! The evaluation process is this binary in evcxr's runtime mode. Before
-//! evcxr takes over, [`install_in_evaluation_process`] rewires it:
+//! evcxr takes over, [`install_in_evaluation_process`] points its fd 1 and
+//! fd 2 at two Unix sockets whose other ends the kernel reads. Everything
+//! the process writes therefore reaches the kernel at once — also between
+//! cells (threads still printing) and up to the last byte before a crash.
 //!
-//! * fd 2 becomes a Unix socket to the kernel, so everything written to
-//!   stderr — including the last words of a process that aborts — reaches the
-//!   kernel directly and at once;
-//! * fd 1 becomes a pipe read by a *splitter* thread. evcxr's protocol lines
-//!   (execution complete, panic notice, input requests, …) go on to evcxr on
-//!   the original stdout, in order; user output, rich content blocks and
-//!   threadbook display lines go to the kernel as JSON events over a second
-//!   socket. Both stay open between cells, so output printed by a thread
-//!   after its cell ended reaches the kernel while no cell runs.
+//! evcxr's own protocol travels on the same stdout (execution complete, panic
+//! notice, input requests, rich content blocks). The kernel splits it out
+//! and forwards the lines evcxr needs into evcxr's original stdout pipe,
+//! which it opens through `/proc/<pid>/fd/<n>`. When "execution complete"
+//! comes, everything the cell wrote is already in the two sockets: the
+//! kernel drains stderr, publishes, records a fence, and only then lets
+//! evcxr see the line — so a reply never overtakes its cell's output.
 //!
-//! Before passing "execution complete" on, the splitter sends a fence on both
-//! channels; the kernel waits for both fences, so a reply never overtakes the
-//! output of its cell.
-//!
-//! [`IoServer`] is the kernel's end: it accepts those connections (a new pair
-//! each time the evaluation process restarts) and publishes through
-//! [`Output`].
+//! [`IoServer`] is the kernel's end: it pairs the two connections of each
+//! evaluation process (a new pair after every restart) and serves them on
+//! one thread, publishing through [`Output`].
 
 use crate::iopub::Output;
 use crate::messages::MimeBundle;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -34,38 +31,11 @@ use std::time::{Duration, Instant};
 
 /// Path of the kernel's capture socket, for the evaluation process.
 pub const IO_ENV: &str = "THREADBOOK_IO";
-/// Written to stderr, alone on a line, after a cell's output.
-const STDERR_FENCE: &str = "\u{0}threadbook-fence\u{0}";
 /// A content block that is not followed by anything else within this time is
 /// shown as a display; the last block of a cell may become its result.
 const HOLD_LAST_CONTENT: Duration = Duration::from_millis(100);
-/// Partial lines (print! without newline) are sent after this pause.
+/// Partial lines (print! without newline, flushed) are sent after this pause.
 const PARTIAL_LINE_DELAY: Duration = Duration::from_millis(50);
-
-/// Events from the splitter to the kernel, one JSON object per line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "k", rename_all = "snake_case")]
-pub enum Event {
-    /// User text on stdout.
-    Out { t: String },
-    /// One evcxr content bundle (mime → text).
-    Content { data: MimeBundle },
-    /// A threadbook display line: display_data or update_display_data.
-    Display {
-        data: MimeBundle,
-        #[serde(default)]
-        metadata: Value,
-        #[serde(default)]
-        display_id: Option<String>,
-        #[serde(default)]
-        update: bool,
-    },
-    Clear { wait: bool },
-    /// The cell's code panicked (evcxr's notice).
-    Panic,
-    /// Everything the cell printed on stdout is before this.
-    Fence,
-}
 
 // ---------------------------------------------------------------------------
 // The evaluation process's side.
@@ -93,131 +63,76 @@ pub fn install_in_evaluation_process() {
     }
 }
 
-fn connect(path: &Path, role: &str) -> std::io::Result<UnixStream> {
-    let mut s = UnixStream::connect(path)?;
-    writeln!(s, "{role} {}", std::process::id())?;
-    Ok(s)
-}
-
 fn rewire(path: &Path) -> std::io::Result<()> {
-    let events = connect(path, "events")?;
-    let errs = connect(path, "stderr")?;
-    // SAFETY: plain fd juggling on fds this function owns; fd 1 and 2 are
-    // replaced atomically by dup2.
+    // SAFETY: fcntl/dup2 on fds this process owns; dup2 replaces atomically.
     unsafe {
-        let proto = libc::dup(1);
-        let mut fds = [0; 2];
-        if proto < 0 || libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+        // evcxr's stdout pipe, kept (close-on-exec, so cells' child
+        // processes don't hold it) for the kernel to open and write into.
+        let proto = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if proto < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        if libc::dup2(errs.as_raw_fd(), 2) < 0 || libc::dup2(fds[1], 1) < 0 {
+        let mut out = UnixStream::connect(path)?;
+        writeln!(out, "stdout {} {proto}", std::process::id())?;
+        out.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut ack = [0u8; 3];
+        out.read_exact(&mut ack)?;
+        if &ack != b"ok\n" {
+            return Err(std::io::Error::other("the kernel did not take evcxr's pipe"));
+        }
+        let mut err = UnixStream::connect(path)?;
+        writeln!(err, "stderr {}", std::process::id())?;
+        if libc::dup2(out.as_raw_fd(), 1) < 0 || libc::dup2(err.as_raw_fd(), 2) < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        libc::close(fds[1]);
-        let reader = std::fs::File::from_raw_fd(fds[0]);
-        let proto = std::fs::File::from_raw_fd(proto);
-        std::thread::Builder::new()
-            .name("threadbook-splitter".into())
-            .spawn(move || Splitter::new(proto, events).run(reader))?;
     }
     Ok(())
 }
 
-struct Splitter {
-    proto: std::fs::File,
-    events: UnixStream,
-    /// Content blocks collected into one bundle.
-    bundle: MimeBundle,
-    /// Inside EVCXR_BEGIN_CONTENT: (mime, lines so far).
+// ---------------------------------------------------------------------------
+// Reading evcxr's stdout: protocol, content blocks, display lines, text.
+
+/// What one stdout line means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// User text (with its newline, if it had one).
+    Text(String),
+    /// One finished content block (mime, content).
+    Block(String, String),
+    /// A threadbook display line.
+    Display {
+        data: MimeBundle,
+        metadata: Value,
+        display_id: Option<String>,
+        update: bool,
+    },
+    Clear { wait: bool },
+    /// The cell's code panicked (evcxr's notice); forward it too.
+    Panic(String),
+    /// The cell finished; forward the line after the fence.
+    Complete(String),
+    /// Another evcxr protocol line: forward as it is.
+    Forward(String),
+}
+
+/// Turns stdout lines into actions; keeps the state of an open content block.
+#[derive(Default)]
+pub struct StdoutParser {
     block: Option<(String, Vec<String>)>,
 }
 
-impl Splitter {
-    fn new(proto: std::fs::File, events: UnixStream) -> Splitter {
-        Splitter {
-            proto,
-            events,
-            bundle: MimeBundle::new(),
-            block: None,
-        }
+impl StdoutParser {
+    /// True while a content block is open (its lines are not text).
+    pub fn in_block(&self) -> bool {
+        self.block.is_some()
     }
 
-    fn send(&mut self, ev: &Event) {
-        if let Ok(mut line) = serde_json::to_string(ev) {
-            line.push('\n');
-            let _ = self.events.write_all(line.as_bytes());
-        }
-    }
-
-    fn flush_bundle(&mut self) {
-        if !self.bundle.is_empty() {
-            let data = std::mem::take(&mut self.bundle);
-            self.send(&Event::Content { data });
-        }
-    }
-
-    fn forward(&mut self, line: &str) {
-        let _ = self.proto.write_all(line.as_bytes());
-        let _ = self.proto.write_all(b"\n");
-        let _ = self.proto.flush();
-    }
-
-    fn run(mut self, mut reader: std::fs::File) {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut pending: Vec<u8> = Vec::new();
-        let mut pending_since = Instant::now();
-        loop {
-            let mut pfd = libc::pollfd {
-                fd: reader.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let wait_ms = if pending.is_empty() && self.bundle.is_empty() {
-                -1
-            } else {
-                PARTIAL_LINE_DELAY.as_millis() as i32
-            };
-            // SAFETY: one valid pollfd.
-            let ready = unsafe { libc::poll(&mut pfd, 1, wait_ms) };
-            if ready == 0 {
-                // Quiet: show a partial line, and a bundle nothing followed.
-                if self.block.is_none() {
-                    self.flush_bundle();
-                    if !pending.is_empty() && pending_since.elapsed() >= PARTIAL_LINE_DELAY {
-                        let t = String::from_utf8_lossy(&pending).into_owned();
-                        pending.clear();
-                        self.send(&Event::Out { t });
-                    }
-                }
-                continue;
-            }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            if pending.is_empty() {
-                pending_since = Instant::now();
-            }
-            pending.extend_from_slice(&buf[..n]);
-            while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=nl).collect();
-                let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-                self.line(&line);
-            }
-        }
-    }
-
-    fn line(&mut self, line: &str) {
+    pub fn line(&mut self, line: &str, out: &mut Vec<Action>) {
         if let Some((mime, lines)) = &mut self.block {
             if line == "EVCXR_END_CONTENT" {
                 let (mime, lines) = (mime.clone(), std::mem::take(lines));
                 self.block = None;
-                if self.bundle.contains_key(&mime) {
-                    self.flush_bundle();
-                }
-                self.bundle.insert(mime, Value::String(lines.join("\n")));
+                out.push(Action::Block(mime, lines.join("\n")));
                 return;
             }
             if line != "EVCXR_PANIC_NOTIFICATION" {
@@ -230,55 +145,65 @@ impl Splitter {
         for word in ["EVCXR_", "THREADBOOK_"] {
             if let Some(pos) = line.find(word).filter(|&p| p > 0) {
                 let (text, rest) = line.split_at(pos);
-                self.flush_bundle();
-                self.send(&Event::Out { t: text.to_owned() });
-                return self.line(rest);
+                out.push(Action::Text(text.to_owned()));
+                return self.line(rest, out);
             }
         }
         if let Some(mime) = line.strip_prefix("EVCXR_BEGIN_CONTENT ") {
             self.block = Some((mime.trim().to_owned(), Vec::new()));
-            return;
-        }
-        self.flush_bundle();
-        if line == "EVCXR_EXECUTION_COMPLETE" {
-            self.send(&Event::Fence);
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{STDERR_FENCE}");
-            let _ = err.flush();
-            drop(err);
-            self.forward(line);
+        } else if line == "EVCXR_EXECUTION_COMPLETE" {
+            out.push(Action::Complete(line.to_owned()));
         } else if line == "EVCXR_PANIC_NOTIFICATION" {
-            self.send(&Event::Panic);
-            self.forward(line);
+            out.push(Action::Panic(line.to_owned()));
         } else if line.starts_with("EVCXR_") {
-            self.forward(line);
+            out.push(Action::Forward(line.to_owned()));
         } else if let Some(json) = line.strip_prefix("THREADBOOK_DISPLAY ") {
             match serde_json::from_str::<Value>(json) {
-                Ok(v) => {
-                    let ev = Event::Display {
-                        data: serde_json::from_value(v["data"].clone()).unwrap_or_default(),
-                        metadata: v.get("metadata").cloned().unwrap_or(Value::Object(Default::default())),
-                        display_id: v["display_id"].as_str().map(str::to_owned),
-                        update: v["update"].as_bool().unwrap_or(false),
-                    };
-                    self.send(&ev);
-                }
-                Err(e) => self.send(&Event::Out {
-                    t: format!("threadbook: a display line was not valid JSON ({e})\n"),
+                Ok(v) => out.push(Action::Display {
+                    data: serde_json::from_value(v["data"].clone()).unwrap_or_default(),
+                    metadata: v.get("metadata").cloned().unwrap_or(Value::Object(Default::default())),
+                    display_id: v["display_id"].as_str().map(str::to_owned),
+                    update: v["update"].as_bool().unwrap_or(false),
                 }),
+                Err(e) => out.push(Action::Text(format!(
+                    "threadbook: a display line was not valid JSON ({e})\n"
+                ))),
             }
         } else if let Some(json) = line.strip_prefix("THREADBOOK_CLEAR_OUTPUT") {
             let wait = serde_json::from_str::<Value>(json.trim())
                 .ok()
                 .and_then(|v| v["wait"].as_bool())
                 .unwrap_or(false);
-            self.send(&Event::Clear { wait });
+            out.push(Action::Clear { wait });
         } else {
-            self.send(&Event::Out {
-                t: format!("{line}\n"),
-            });
+            out.push(Action::Text(format!("{line}\n")));
         }
     }
+}
+
+/// True for the panic message of the thread that runs cells: the
+/// evaluation process's main thread, whose thread id is the process id
+/// (`thread '<unnamed>' (4242) panicked at src/lib.rs:3:1:`).
+pub fn is_cell_panic(line: &str, pid: u32) -> bool {
+    let Some(rest) = line.strip_prefix("thread '") else { return false };
+    let Some((_, after_name)) = rest.split_once("' ") else { return false };
+    if after_name.starts_with("panicked at ") {
+        return rest.starts_with("main'");
+    }
+    after_name
+        .strip_prefix('(')
+        .and_then(|r| r.split_once(") panicked at "))
+        .is_some_and(|(tid, _)| tid.parse() == Ok(pid))
+}
+
+/// Every bundle needs text/plain; derive a short one when a block had none.
+pub fn with_plain(mut data: MimeBundle) -> MimeBundle {
+    if !data.contains_key("text/plain") {
+        let kinds: Vec<&str> = data.keys().map(String::as_str).collect();
+        let text = format!("[{}]", kinds.join(", "));
+        data.insert("text/plain".into(), Value::String(text));
+    }
+    data
 }
 
 // ---------------------------------------------------------------------------
@@ -293,36 +218,38 @@ pub fn default_socket_path() -> PathBuf {
     ))
 }
 
-/// What the kernel learnt about the running cell from the capture channels.
+/// What the kernel learnt about the running cell from the capture.
 #[derive(Debug, Default)]
 struct CellState {
-    stdout_fences: u64,
-    stderr_fences: u64,
+    fences: u64,
     panicked: bool,
     /// The main thread's panic message, kept out of the stderr stream.
     panic_text: Option<String>,
     capturing_panic: bool,
+    /// A blank stderr line, held in case a cell panic message follows it.
+    held_blank: bool,
     /// The newest content bundle, held back in case it is the cell's value.
     held: Option<(MimeBundle, Instant)>,
     /// The bundle that stood last when the cell finished.
     last_bundle: Option<MimeBundle>,
-    /// Open connections per evaluation process id.
-    open_connections: std::collections::HashMap<u32, u32>,
+    /// Evaluation processes whose capture is still being served.
+    serving: HashMap<u32, ()>,
     /// Recent stderr text, for reports when the process dies.
     stderr_tail: String,
 }
 
-/// The kernel's end of the capture channels.
+type Shared = Arc<(Mutex<CellState>, Condvar)>;
+
+/// The kernel's end of the capture.
 pub struct IoServer {
     path: PathBuf,
-    shared: Arc<(Mutex<CellState>, Condvar)>,
+    shared: Shared,
     output: Output,
 }
 
 /// A cell's view of the capture, taken when it starts.
 pub struct Mark {
-    stdout_fences: u64,
-    stderr_fences: u64,
+    fences: u64,
 }
 
 /// What the capture saw of one cell.
@@ -335,28 +262,24 @@ pub struct Finished {
 }
 
 impl IoServer {
+    /// Listens at $THREADBOOK_IO (or a fresh path) and serves every
+    /// evaluation process that connects.
     pub fn start(output: Output) -> std::io::Result<IoServer> {
         let path = std::env::var_os(IO_ENV)
             .map(PathBuf::from)
             .unwrap_or_else(default_socket_path);
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
-        let shared: Arc<(Mutex<CellState>, Condvar)> = Arc::default();
-        let server = IoServer {
-            path,
-            shared: shared.clone(),
-            output: output.clone(),
-        };
-        std::thread::Builder::new()
-            .name("capture-accept".into())
-            .spawn(move || {
-                for conn in listener.incoming().flatten() {
-                    let (shared, output) = (shared.clone(), output.clone());
-                    let _ = std::thread::Builder::new()
-                        .name("capture-read".into())
-                        .spawn(move || serve(conn, shared, output));
+        let shared: Shared = Arc::default();
+        let server = IoServer { path, shared: shared.clone(), output: output.clone() };
+        std::thread::Builder::new().name("capture-accept".into()).spawn(move || {
+            let mut waiting: HashMap<u32, (UnixStream, std::fs::File)> = HashMap::new();
+            for conn in listener.incoming().flatten() {
+                if let Err(e) = accept(conn, &mut waiting, &shared, &output) {
+                    log::warn!("capture: refused a connection: {e}");
                 }
-            })?;
+            }
+        })?;
         std::thread::Builder::new().name("capture-hold".into()).spawn({
             let weak = Arc::downgrade(&server.shared);
             let output = server.output.clone();
@@ -376,6 +299,13 @@ impl IoServer {
         &self.path
     }
 
+    /// Forgets output nobody asked for (the engine's own start-up cell).
+    pub fn discard(&self) {
+        let mut st = lock(&self.shared.0);
+        st.held = None;
+        st.last_bundle = None;
+    }
+
     /// Call just before a cell starts.
     pub fn mark(&self) -> Mark {
         let mut st = lock(&self.shared.0);
@@ -385,22 +315,19 @@ impl IoServer {
         st.capturing_panic = false;
         st.last_bundle = None;
         st.stderr_tail.clear();
-        Mark {
-            stdout_fences: st.stdout_fences,
-            stderr_fences: st.stderr_fences,
-        }
+        Mark { fences: st.fences }
     }
 
-    /// Waits until the cell's output is all in (both fences), or until the
-    /// connections of `died` (the evaluation process that ran the cell, if it
-    /// died) are closed, or `timeout`.
+    /// Waits until the cell's output is all in (its fence), or until the
+    /// capture of `died` (the evaluation process that ran the cell, if it
+    /// died) has been read to the end, or `timeout`.
     pub fn finish(&self, mark: &Mark, died: Option<u32>, timeout: Duration) -> Finished {
         let (lock_, cvar) = &*self.shared;
         let deadline = Instant::now() + timeout;
         let mut st = lock(lock_);
         loop {
-            let fenced = st.stdout_fences > mark.stdout_fences && st.stderr_fences > mark.stderr_fences;
-            let gone = died.is_some_and(|pid| st.open_connections.get(&pid).copied().unwrap_or(0) == 0);
+            let fenced = st.fences > mark.fences;
+            let gone = died.is_some_and(|pid| !st.serving.contains_key(&pid));
             let now = Instant::now();
             if fenced || gone || now >= deadline {
                 break;
@@ -411,7 +338,7 @@ impl IoServer {
                 .unwrap_or_else(|p| p.into_inner().0);
         }
         if st.last_bundle.is_none() {
-            // The process died or fences timed out: whatever was held is output.
+            // The process died or nothing ran: whatever was held is output.
             release_held(&mut st, &self.output);
         }
         Finished {
@@ -439,189 +366,400 @@ fn release_held(st: &mut CellState, output: &Output) {
     }
 }
 
-/// Every bundle needs text/plain; derive a short one when a block had none.
-pub fn with_plain(mut data: MimeBundle) -> MimeBundle {
-    if !data.contains_key("text/plain") {
-        let kinds: Vec<&str> = data.keys().map(String::as_str).collect();
-        let text = format!("[{}]", kinds.join(", "));
-        data.insert("text/plain".into(), Value::String(text));
+/// Reads the hello line byte by byte, so no output after it is consumed.
+fn hello(conn: &mut UnixStream) -> std::io::Result<String> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 256 {
+        conn.read_exact(&mut byte)?;
+        if byte[0] == b'\n' {
+            conn.set_read_timeout(None)?;
+            return Ok(String::from_utf8_lossy(&line).into_owned());
+        }
+        line.push(byte[0]);
     }
-    data
+    Err(std::io::Error::other("hello line too long"))
 }
 
-fn serve(conn: UnixStream, shared: Arc<(Mutex<CellState>, Condvar)>, output: Output) {
-    let mut reader = BufReader::new(conn);
-    let mut hello = String::new();
-    if reader.read_line(&mut hello).is_err() {
-        return;
-    }
-    let mut words = hello.split_whitespace();
-    let role = words.next().unwrap_or_default().to_owned();
+fn accept(
+    mut conn: UnixStream,
+    waiting: &mut HashMap<u32, (UnixStream, std::fs::File)>,
+    shared: &Shared,
+    output: &Output,
+) -> std::io::Result<()> {
+    let line = hello(&mut conn)?;
+    let mut words = line.split_whitespace();
+    let role = words.next().unwrap_or_default();
     let pid: u32 = words.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    *lock(&shared.0).open_connections.entry(pid).or_default() += 1;
-    match role.as_str() {
-        "events" => serve_events(reader, &shared, &output),
-        "stderr" => serve_stderr(reader, pid, &shared, &output),
-        other => log::warn!("capture: unknown connection role {other:?}"),
+    match role {
+        "stdout" => {
+            let fd: i32 = words.next().and_then(|p| p.parse().ok()).unwrap_or(-1);
+            // evcxr's stdout pipe, opened through the evaluation process's fd.
+            let proto = std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/proc/{pid}/fd/{fd}"))?;
+            conn.write_all(b"ok\n")?;
+            waiting.insert(pid, (conn, proto));
+        }
+        "stderr" => {
+            let Some((out, proto)) = waiting.remove(&pid) else {
+                return Err(std::io::Error::other(format!("stderr of {pid} came before its stdout")));
+            };
+            lock(&shared.0).serving.insert(pid, ());
+            let (shared, output) = (shared.clone(), output.clone());
+            std::thread::Builder::new()
+                .name(format!("capture-{pid}"))
+                .spawn(move || Serve::new(pid, out, conn, proto, shared, output).run())?;
+        }
+        other => return Err(std::io::Error::other(format!("unknown role {other:?}"))),
     }
-    output.flush();
-    let (m, cvar) = &*shared;
-    {
-        let mut st = lock(m);
-        if let Some(n) = st.open_connections.get_mut(&pid) {
-            *n -= 1;
-            if *n == 0 {
-                st.open_connections.remove(&pid);
+    Ok(())
+}
+
+/// A handle that becomes readable when a process exits (pidfd), if the
+/// system has them.
+fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    // SAFETY: fd is a fresh descriptor we own.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// True once `pid` has exited (a zombie counts as exited).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()) == Some("Z"),
+        Err(_) => true,
+    }
+}
+
+/// One evaluation process's capture: both streams, on one thread.
+///
+/// evcxr notices a dead evaluation process when its stdout pipe closes; the
+/// kernel holds a write end of that pipe, so it must let go as soon as the
+/// process exits — its sockets may stay open longer, held by processes it
+/// started.
+struct Serve {
+    pid: u32,
+    out: UnixStream,
+    err: UnixStream,
+    proto: std::fs::File,
+    shared: Shared,
+    output: Output,
+    parser: StdoutParser,
+    out_partial: Vec<u8>,
+    err_partial: Vec<u8>,
+    partial_since: Instant,
+    out_open: bool,
+    err_open: bool,
+}
+
+impl Serve {
+    fn new(pid: u32, out: UnixStream, err: UnixStream, proto: std::fs::File, shared: Shared, output: Output) -> Serve {
+        Serve {
+            pid,
+            out,
+            err,
+            proto,
+            shared,
+            output,
+            parser: StdoutParser::default(),
+            out_partial: Vec::new(),
+            err_partial: Vec::new(),
+            partial_since: Instant::now(),
+            out_open: true,
+            err_open: true,
+        }
+    }
+
+    fn run(mut self) {
+        let _ = self.out.set_nonblocking(true);
+        let _ = self.err.set_nonblocking(true);
+        let exit_fd = pidfd(self.pid);
+        while self.out_open || self.err_open {
+            let fd = |open: bool, s: &UnixStream| if open { s.as_raw_fd() } else { -1 };
+            let mut fds = [
+                libc::pollfd { fd: fd(self.out_open, &self.out), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: fd(self.err_open, &self.err), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: exit_fd.as_ref().map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+            ];
+            let partial = !self.out_partial.is_empty() || !self.err_partial.is_empty();
+            let wait = match (partial, &exit_fd) {
+                (true, _) => PARTIAL_LINE_DELAY.as_millis() as i32,
+                (false, Some(_)) => -1,
+                (false, None) => 100, // no pidfd: look at /proc now and then
+            };
+            // SAFETY: three valid pollfds (fd -1 is ignored by poll).
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, wait) };
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break;
+            }
+            if fds[0].revents != 0 {
+                self.read_stdout();
+            }
+            if fds[1].revents != 0 {
+                self.read_stderr();
+            }
+            if fds[2].revents != 0 || (exit_fd.is_none() && n == 0 && exited(self.pid)) {
+                // Dead: take its last words, then stop.
+                self.read_stdout();
+                self.read_stderr();
+                break;
+            }
+            if n == 0 && self.partial_since.elapsed() >= PARTIAL_LINE_DELAY {
+                self.flush_partials();
+            }
+        }
+        self.flush_partials();
+        self.output.flush();
+        let (m, cvar) = &*self.shared;
+        lock(m).serving.remove(&self.pid);
+        cvar.notify_all();
+    }
+
+    /// Reads what is available; false at end of stream.
+    fn read_available(stream: &mut UnixStream, into: &mut Vec<u8>) -> bool {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => into.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
             }
         }
     }
-    cvar.notify_all();
-}
 
-fn serve_events(reader: BufReader<UnixStream>, shared: &Arc<(Mutex<CellState>, Condvar)>, output: &Output) {
-    let (m, cvar) = &**shared;
-    for line in reader.lines() {
-        let Ok(line) = line else { break };
-        let ev: Event = match serde_json::from_str(&line) {
-            Ok(ev) => ev,
-            Err(e) => {
-                log::warn!("capture: bad event {e}");
-                continue;
+    fn read_stdout(&mut self) {
+        if !self.out_open {
+            return;
+        }
+        let was_empty = self.out_partial.is_empty();
+        self.out_open = Self::read_available(&mut self.out, &mut self.out_partial);
+        if was_empty {
+            self.partial_since = Instant::now();
+        }
+        while let Some(nl) = self.out_partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.out_partial.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            let mut actions = Vec::new();
+            self.parser.line(&line, &mut actions);
+            for action in actions {
+                self.apply(action);
             }
-        };
-        let mut st = lock(m);
-        match ev {
-            Event::Content { data } => {
-                release_held(&mut st, output);
-                st.held = Some((data, Instant::now()));
+        }
+    }
+
+    fn read_stderr(&mut self) {
+        if !self.err_open {
+            return;
+        }
+        let was_empty = self.err_partial.is_empty();
+        self.err_open = Self::read_available(&mut self.err, &mut self.err_partial);
+        if was_empty {
+            self.partial_since = Instant::now();
+        }
+        while let Some(nl) = self.err_partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.err_partial.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line).into_owned();
+            self.stderr_line(&line);
+        }
+    }
+
+    /// Text without a newline yet goes out after a pause (or at a fence).
+    fn flush_partials(&mut self) {
+        if !self.out_partial.is_empty() && !self.parser.in_block() {
+            let text = String::from_utf8_lossy(&self.out_partial).into_owned();
+            self.out_partial.clear();
+            self.apply(Action::Text(text));
+        }
+        if !self.err_partial.is_empty() {
+            let text = String::from_utf8_lossy(&self.err_partial).into_owned();
+            self.err_partial.clear();
+            self.stderr_text(&text);
+        }
+        let mut st = lock(&self.shared.0);
+        if std::mem::take(&mut st.held_blank) {
+            drop(st);
+            self.stderr_text("\n");
+        }
+    }
+
+    fn forward(&mut self, line: &str) {
+        let _ = self.proto.write_all(format!("{line}\n").as_bytes());
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::Block(mime, content) => {
+                let mut st = lock(&self.shared.0);
+                let repeat = st.held.as_ref().is_some_and(|(d, _)| d.contains_key(&mime));
+                if repeat {
+                    release_held(&mut st, &self.output);
+                }
+                let held = st.held.get_or_insert_with(|| (MimeBundle::new(), Instant::now()));
+                held.0.insert(mime, Value::String(content));
+                held.1 = Instant::now();
             }
-            Event::Fence => {
-                st.last_bundle = st.held.take().map(|(d, _)| d);
-                output.flush();
-                st.stdout_fences += 1;
-                cvar.notify_all();
+            Action::Complete(line) => {
+                // The cell is done: all it wrote on stderr is readable now.
+                self.read_stderr();
+                self.flush_partials();
+                self.output.flush();
+                {
+                    let (m, cvar) = &*self.shared;
+                    let mut st = lock(m);
+                    st.last_bundle = st.held.take().map(|(d, _)| d);
+                    st.capturing_panic = false;
+                    st.fences += 1;
+                    cvar.notify_all();
+                }
+                self.forward(&line);
             }
-            Event::Panic => st.panicked = true,
+            Action::Panic(line) => {
+                lock(&self.shared.0).panicked = true;
+                self.forward(&line);
+            }
+            Action::Forward(line) => self.forward(&line),
             other => {
-                release_held(&mut st, output);
-                drop(st);
+                release_held(&mut lock(&self.shared.0), &self.output);
                 match other {
-                    Event::Out { t } => output.stream("stdout", &t),
-                    Event::Display { data, metadata, display_id, update } => {
-                        output.display(with_plain(data), metadata, display_id.as_deref(), update)
+                    Action::Text(t) => self.output.stream("stdout", &t),
+                    Action::Display { data, metadata, display_id, update } => {
+                        self.output.display(with_plain(data), metadata, display_id.as_deref(), update)
                     }
-                    Event::Clear { wait } => output.clear_output(wait),
+                    Action::Clear { wait } => self.output.clear_output(wait),
                     _ => {}
                 }
             }
         }
     }
-}
 
-fn serve_stderr(mut reader: BufReader<UnixStream>, pid: u32, shared: &Arc<(Mutex<CellState>, Condvar)>, output: &Output) {
-    let (m, cvar) = &**shared;
-    let _ = reader.get_ref().set_read_timeout(Some(PARTIAL_LINE_DELAY));
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                // Quiet: a partial line (eprint! without newline) goes out now.
-                if !pending.is_empty() {
-                    let text = String::from_utf8_lossy(&pending).into_owned();
-                    pending.clear();
-                    stderr_text(&mut lock(m), output, &text);
+    /// One stderr line: the cell's own panic message is kept for the error
+    /// report; everything else is published as it comes.
+    fn stderr_line(&mut self, line: &str) {
+        let mut st = lock(&self.shared.0);
+        if is_cell_panic(line, self.pid) {
+            // The blank line std prints before a panic message goes with it.
+            st.held_blank = false;
+            st.capturing_panic = true;
+            st.panic_text = Some(line.to_owned());
+            return;
+        }
+        if st.capturing_panic {
+            if !line.starts_with("note: run with `RUST_BACKTRACE=1`") {
+                if let Some(t) = &mut st.panic_text {
+                    t.push_str(line);
                 }
-                continue;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line).into_owned();
-            let mut st = lock(m);
-            if line.trim_end_matches('\n') == STDERR_FENCE {
-                st.capturing_panic = false;
-                output.flush();
-                st.stderr_fences += 1;
-                cvar.notify_all();
-            } else {
-                stderr_line(&mut st, output, &line, pid);
-            }
+            return;
         }
-    }
-    if !pending.is_empty() {
-        let text = String::from_utf8_lossy(&pending).into_owned();
-        stderr_text(&mut lock(m), output, &text);
-    }
-}
-
-fn stderr_text(st: &mut CellState, output: &Output, text: &str) {
-    log::debug!("evaluation stderr: {}", text.trim_end());
-    release_held(st, output);
-    st.stderr_tail.push_str(text);
-    if st.stderr_tail.len() > 16 * 1024 {
-        let cut = st.stderr_tail.len() - 8 * 1024;
-        let cut = (cut..st.stderr_tail.len()).find(|&i| st.stderr_tail.is_char_boundary(i)).unwrap_or(0);
-        st.stderr_tail.drain(..cut);
-    }
-    output.stream("stderr", text);
-}
-
-/// True for the panic message of the thread that runs cells: the
-/// evaluation process's main thread, whose thread id is the process id
-/// (`thread '<unnamed>' (4242) panicked at src/lib.rs:3:1:`).
-pub fn is_cell_panic(line: &str, pid: u32) -> bool {
-    let Some(rest) = line.strip_prefix("thread '") else { return false };
-    let Some((_, after_name)) = rest.split_once("' ") else { return false };
-    if after_name.starts_with("panicked at ") {
-        return rest.starts_with("main'");
-    }
-    after_name
-        .strip_prefix('(')
-        .and_then(|r| r.split_once(") panicked at "))
-        .is_some_and(|(tid, _)| tid.parse() == Ok(pid))
-}
-
-/// One stderr line: the cell's own panic message is kept for the error
-/// report; everything else is published as it comes.
-fn stderr_line(st: &mut CellState, output: &Output, line: &str, pid: u32) {
-    if is_cell_panic(line, pid) {
-        st.capturing_panic = true;
-        st.panic_text = Some(line.to_owned());
-        return;
-    }
-    if st.capturing_panic {
-        if !line.starts_with("note: run with `RUST_BACKTRACE=1`") {
-            if let Some(t) = &mut st.panic_text {
-                t.push_str(line);
+        if line == "\n" {
+            let had = std::mem::replace(&mut st.held_blank, true);
+            drop(st);
+            if had {
+                self.stderr_text("\n");
             }
+            return;
         }
-        return;
+        let blank = std::mem::take(&mut st.held_blank);
+        drop(st);
+        if blank {
+            self.stderr_text("\n");
+        }
+        self.stderr_text(line);
     }
-    stderr_text(st, output, line);
+
+    fn stderr_text(&mut self, text: &str) {
+        log::debug!("evaluation stderr: {}", text.trim_end());
+        let mut st = lock(&self.shared.0);
+        release_held(&mut st, &self.output);
+        st.stderr_tail.push_str(text);
+        if st.stderr_tail.len() > 16 * 1024 {
+            let cut = st.stderr_tail.len() - 8 * 1024;
+            let cut = (cut..st.stderr_tail.len()).find(|&i| st.stderr_tail.is_char_boundary(i)).unwrap_or(0);
+            st.stderr_tail.drain(..cut);
+        }
+        drop(st);
+        self.output.stream("stderr", text);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(lines: &[&str]) -> Vec<Action> {
+        let mut p = StdoutParser::default();
+        let mut out = Vec::new();
+        for l in lines {
+            p.line(l, &mut out);
+        }
+        out
+    }
+
     #[test]
-    fn events_round_trip_as_one_json_line() {
-        let ev = Event::Display {
-            data: [("text/html".to_owned(), Value::from("<b>\nx</b>"))].into(),
-            metadata: Value::Null,
-            display_id: Some("d".into()),
-            update: true,
-        };
-        let line = serde_json::to_string(&ev).unwrap();
-        assert!(!line.contains('\n'));
-        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), ev);
-        assert_eq!(serde_json::to_string(&Event::Fence).unwrap(), r#"{"k":"fence"}"#);
+    fn text_blocks_and_protocol_lines() {
+        let actions = parse(&[
+            "hello",
+            "EVCXR_BEGIN_CONTENT text/html",
+            "<b>",
+            "x</b>",
+            "EVCXR_END_CONTENT",
+            "EVCXR_INPUT_REQUEST:name? ",
+            "EVCXR_EXECUTION_COMPLETE",
+        ]);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Text("hello\n".into()),
+                Action::Block("text/html".into(), "<b>\nx</b>".into()),
+                Action::Forward("EVCXR_INPUT_REQUEST:name? ".into()),
+                Action::Complete("EVCXR_EXECUTION_COMPLETE".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn protocol_after_partial_text_is_split_off() {
+        assert_eq!(
+            parse(&["no newlineEVCXR_EXECUTION_COMPLETE"]),
+            vec![Action::Text("no newline".into()), Action::Complete("EVCXR_EXECUTION_COMPLETE".into())]
+        );
+    }
+
+    #[test]
+    fn a_panic_inside_a_block_ends_it() {
+        assert_eq!(
+            parse(&["EVCXR_BEGIN_CONTENT text/plain", "half", "EVCXR_PANIC_NOTIFICATION"]),
+            vec![Action::Panic("EVCXR_PANIC_NOTIFICATION".into())]
+        );
+    }
+
+    #[test]
+    fn display_and_clear_lines() {
+        let actions = parse(&[
+            r#"THREADBOOK_DISPLAY {"data":{"text/plain":"x"},"metadata":{},"display_id":"d1","update":true}"#,
+            r#"THREADBOOK_CLEAR_OUTPUT {"wait":true}"#,
+            "THREADBOOK_DISPLAY {broken",
+        ]);
+        assert_eq!(
+            actions[0],
+            Action::Display {
+                data: [("text/plain".to_owned(), Value::from("x"))].into(),
+                metadata: serde_json::json!({}),
+                display_id: Some("d1".into()),
+                update: true,
+            }
+        );
+        assert_eq!(actions[1], Action::Clear { wait: true });
+        assert!(matches!(&actions[2], Action::Text(t) if t.contains("not valid JSON")));
     }
 
     #[test]

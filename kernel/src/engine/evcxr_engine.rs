@@ -147,6 +147,8 @@ pub struct EvcxrEngine {
     output: Output,
     control: Arc<Control>,
     timing: bool,
+    /// evcxr_input has been added as a dependency.
+    input_crate: bool,
     cores: usize,
     /// Cells that succeeded since the evaluation process last started.
     pub succeeded: Vec<Succeeded>,
@@ -165,6 +167,8 @@ impl EvcxrEngine {
         let (ctx, outputs) = CommandContext::new().map_err(|e| anyhow::anyhow!("{e}"))
             .context("the evcxr engine could not start (is cargo on PATH?)")?;
         log::info!("engine ready in {:.2} s", started.elapsed().as_secs_f64());
+        // evcxr evaluates `42` to check the toolchain: that value is no cell's.
+        io.discard();
         // Anything evcxr still forwards itself (it should be little) is output too.
         for (rx, name) in [(outputs.stdout, "stdout"), (outputs.stderr, "stderr")] {
             let out = output.clone();
@@ -185,6 +189,7 @@ impl EvcxrEngine {
             output,
             control,
             timing: false,
+            input_crate: false,
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             succeeded: Vec::new(),
         })
@@ -405,6 +410,13 @@ impl Engine for EvcxrEngine {
                 };
             }
         }
+        if !self.input_crate && cell.code.contains("evcxr_input") {
+            // Cells may call evcxr_input::get_string without a :dep line.
+            match self.ctx.execute(":dep evcxr_input = \"1\"") {
+                Ok(_) => self.input_crate = true,
+                Err(e) => log::warn!("could not add evcxr_input: {e}"),
+            }
+        }
         let vars_before = self.variables();
         let mark = self.io.mark();
         self.control.interrupted.store(false, Ordering::SeqCst);
@@ -489,7 +501,9 @@ impl Engine for EvcxrEngine {
                             outputs.content_by_mime_type.into_iter().map(|(k, v)| (k, Value::from(v))).collect(),
                         ));
                     }
-                    if let Some(bundle) = fin.last_bundle {
+                    // A unit value `()` (a final `println!(…)` without semicolon) is no result.
+                    let unit = |b: &MimeBundle| b.len() == 1 && b.get("text/plain").and_then(|v| v.as_str()) == Some("()");
+                    if let Some(bundle) = fin.last_bundle.filter(|b| !unit(b)) {
                         if crate::syntax::has_tail_expression(&cell.code) && result.is_none() {
                             result = Some(with_plain(bundle));
                         } else {
