@@ -140,3 +140,119 @@ fn long_lived_worker_round_trips() {
         .contains("ERR unknown job"));
     assert!(w.finish().unwrap().success());
 }
+
+#[test]
+fn connect_mode_serves_a_coordinator_over_tcp() {
+    use std::io::{BufRead, BufReader};
+    use std::net::{Shutdown, TcpListener};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut child = Command::new(WORKER)
+        .args(["--connect", &addr.to_string()])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(
+        line.trim(),
+        format!("READY {}", child.id()),
+        "introduces itself"
+    );
+    // One request at a time (a round trip each), then a batch sent before reading.
+    for &(job, a, b) in CASES {
+        writeln!(writer, "{job} {a} {b}").unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(
+            line.trim().parse::<u64>().unwrap(),
+            tb::work::run(job, a, b).unwrap(),
+            "{job}"
+        );
+    }
+    writer
+        .write_all(b"count_primes 0 100\n\nbogus 1 2\nsum_squares 0 10\n")
+        .unwrap();
+    let mut replies = Vec::new();
+    for _ in 0..3 {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        replies.push(line.trim().to_string());
+    }
+    assert_eq!(replies[0], "25");
+    assert!(replies[1].starts_with("ERR unknown job"), "{replies:?}");
+    assert_eq!(replies[2], "285");
+    // Closing the connection ends the worker normally.
+    writer.shutdown(Shutdown::Both).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn connect_mode_fails_when_nobody_listens() {
+    use std::net::TcpListener;
+
+    // Bind a port, then free it: nothing listens there any more.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = Command::new(WORKER)
+        .args(["--connect", &addr.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
+}
+
+#[test]
+fn connect_mode_worker_dies_alone_when_killed() {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::os::unix::process::ExitStatusExt;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(WORKER)
+                .args(["--connect", &addr])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut conns: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut hello = String::new();
+            r.read_line(&mut hello).unwrap();
+            let pid: u32 = hello
+                .trim()
+                .strip_prefix("READY ")
+                .unwrap()
+                .parse()
+                .unwrap();
+            (pid, r, s)
+        })
+        .collect();
+    // Kill the first child; its connection reports end of file, the other one still answers.
+    children[0].kill().unwrap();
+    let status = children[0].wait().unwrap();
+    assert_eq!(status.signal(), Some(9));
+    let dead = conns.iter().position(|c| c.0 == children[0].id()).unwrap();
+    let mut line = String::new();
+    let _ = writeln!(conns[dead].2, "count_primes 0 100");
+    assert_eq!(conns[dead].1.read_line(&mut line).unwrap_or(0), 0, "EOF");
+    let alive = 1 - dead;
+    writeln!(conns[alive].2, "count_primes 0 100").unwrap();
+    conns[alive].1.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "25");
+    drop(conns);
+    assert!(children[1].wait().unwrap().success());
+}

@@ -5,17 +5,22 @@
 //! tb-worker JOB A [B]     print the u64 result of JOB(A, B) on stdout
 //! tb-worker --stdin       read lines "JOB A B" from stdin, answer one line each
 //!                         (a number, or "ERR message"); stops at end of input
+//! tb-worker --connect HOST:PORT
+//!                         connect to a coordinator over TCP, send "READY <pid>", then
+//!                         answer "JOB A B" lines like --stdin; stops when the coordinator
+//!                         closes the connection
 //! tb-worker --list        list the jobs
 //! ```
 //!
 //! The work itself is `tb::work::run`, the same function the threads in the notebook call.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::ExitCode;
 
 fn usage() -> String {
     let mut s =
-        String::from("usage: tb-worker JOB A [B] | tb-worker --stdin | tb-worker --list\njobs:\n");
+        String::from("usage: tb-worker JOB A [B] | tb-worker --stdin | tb-worker --connect HOST:PORT | tb-worker --list\njobs:\n");
     for job in tb::work::JOBS {
         s.push_str(&format!("  {:<14} {}\n", job.name, job.args));
     }
@@ -37,10 +42,10 @@ fn answer(words: &[&str]) -> Result<u64, String> {
         .ok_or_else(|| format!("unknown job {job:?}; jobs: {}", tb::work::job_names()))
 }
 
-fn serve_stdin() -> ExitCode {
-    let stdin = std::io::stdin();
-    let mut out = std::io::stdout().lock();
-    for line in stdin.lock().lines() {
+/// Answers one line per request line ("JOB A B" → a number or "ERR message") until the input
+/// ends; fails if the input or the output breaks (e.g. the other side went away).
+fn serve(input: impl BufRead, mut out: impl Write) -> ExitCode {
+    for line in input.lines() {
         let Ok(line) = line else {
             return ExitCode::FAILURE;
         };
@@ -59,11 +64,45 @@ fn serve_stdin() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn serve_stdin() -> ExitCode {
+    let stdin = std::io::stdin();
+    serve(stdin.lock(), std::io::stdout().lock())
+}
+
+/// A worker node of a hand-rolled cluster: connects to the coordinator, introduces itself with
+/// `READY <pid>`, then serves requests over the connection.
+fn serve_tcp(addr: &str) -> ExitCode {
+    let stream = match TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tb-worker: cannot connect to {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One small line per message: send it at once instead of waiting to fill a packet.
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = match stream.try_clone() {
+        Ok(w) => (BufReader::new(stream), w),
+        Err(e) => {
+            eprintln!("tb-worker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if writeln!(writer, "READY {}", std::process::id())
+        .and_then(|_| writer.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    serve(reader, writer)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["--stdin"] => serve_stdin(),
+        ["--connect", addr] => serve_tcp(addr),
         ["--list"] | ["--help"] | ["-h"] => {
             print!("{}", usage());
             ExitCode::SUCCESS
