@@ -39,6 +39,9 @@ setup() {
     say "Installing the kernelspec"
     "$ROOT/target/release/threadbook" install --user
     PATH="$VENV/bin:$PATH" jupyter kernelspec list
+
+    say "Warming the build cache with the course's dependencies (a minute the first time)"
+    "$VENV/bin/python" notebooks/export.py --warm
 }
 
 export_course() {
