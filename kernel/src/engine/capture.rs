@@ -536,20 +536,28 @@ impl Serve {
         }
     }
 
+    /// Reads what a stream has; returns its complete lines (with newline).
+    fn read_lines(stream: &mut UnixStream, open: &mut bool, partial: &mut Vec<u8>, since: &mut Instant) -> Vec<String> {
+        if !*open {
+            return Vec::new();
+        }
+        if partial.is_empty() {
+            *since = Instant::now();
+        }
+        *open = Self::read_available(stream, partial);
+        let mut lines = Vec::new();
+        while let Some(nl) = partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=nl).collect();
+            lines.push(String::from_utf8_lossy(&line).into_owned());
+        }
+        lines
+    }
+
     fn read_stdout(&mut self) {
-        if !self.out_open {
-            return;
-        }
-        let was_empty = self.out_partial.is_empty();
-        self.out_open = Self::read_available(&mut self.out, &mut self.out_partial);
-        if was_empty {
-            self.partial_since = Instant::now();
-        }
-        while let Some(nl) = self.out_partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.out_partial.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+        let lines = Self::read_lines(&mut self.out, &mut self.out_open, &mut self.out_partial, &mut self.partial_since);
+        for line in lines {
             let mut actions = Vec::new();
-            self.parser.line(&line, &mut actions);
+            self.parser.line(line.trim_end_matches('\n'), &mut actions);
             for action in actions {
                 self.apply(action);
             }
@@ -557,17 +565,8 @@ impl Serve {
     }
 
     fn read_stderr(&mut self) {
-        if !self.err_open {
-            return;
-        }
-        let was_empty = self.err_partial.is_empty();
-        self.err_open = Self::read_available(&mut self.err, &mut self.err_partial);
-        if was_empty {
-            self.partial_since = Instant::now();
-        }
-        while let Some(nl) = self.err_partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.err_partial.drain(..=nl).collect();
-            let line = String::from_utf8_lossy(&line).into_owned();
+        let lines = Self::read_lines(&mut self.err, &mut self.err_open, &mut self.err_partial, &mut self.partial_since);
+        for line in lines {
             self.stderr_line(&line);
         }
     }
