@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::bench::measure;
 use crate::chart::{time_bars, TimeBar};
 use crate::context::Context;
-use crate::display::{display, escape_html, table};
+use crate::display::{display, table};
 use crate::stats::{fmt_duration, fmt_percent, fmt_speedup, Stats};
 
 /// A comparison being set up: `Compare::new("sum").variant("seq", || …).variant("par", || …).run()`.
@@ -268,32 +268,17 @@ impl Comparison {
 
     /// The display bundle (text and HTML with the chart inline).
     pub fn render(&self) -> Vec<(&'static str, String)> {
-        let (html_table, text_table) = self.table();
-        let warning = self.mismatch_warning();
-        let mut text = format!("{}\n", self.title);
-        let mut html = format!(
-            "<div class=\"tb-compare\"><div style=\"font-weight:bold\">{}</div>",
-            escape_html(&self.title)
-        );
-        if let Some(w) = &warning {
-            text.push_str(&format!("!!! {w}\n"));
-            html.push_str(&format!(
-                "<div class=\"tb-warning\" style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:4px\">{}</div>",
-                escape_html(w)
-            ));
+        crate::display::Card {
+            class: "tb-compare",
+            title: &self.title,
+            warning: self.mismatch_warning(),
+            table: self.table(),
+            chart: self.chart(),
+            chart_first: false,
+            note: self.note(),
+            context: &self.context,
         }
-        text.push_str(&format!(
-            "{text_table}\n{}\n{}",
-            self.note(),
-            self.context.text()
-        ));
-        html.push_str(&format!(
-            "{html_table}<div>{}</div><div style=\"color:#666;font-size:85%\">{}</div>{}</div>",
-            self.chart(),
-            escape_html(&self.note()),
-            self.context.html()
-        ));
-        vec![("text/plain", text), ("text/html", html)]
+        .render()
     }
 
     /// Displays the comparison.

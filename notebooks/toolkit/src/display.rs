@@ -350,6 +350,49 @@ pub fn show_table(headers: &[&str], rows: &[Vec<String>]) {
     display(&[("text/plain", plain), ("text/html", html)]);
 }
 
+/// The parts of a measurement's display: a titled card with an optional
+/// warning, a table, a chart, a note and the context line, as
+/// text/plain and text/html.
+pub(crate) struct Card<'a> {
+    pub class: &'a str,
+    pub title: &'a str,
+    pub warning: Option<String>,
+    pub table: (String, String),
+    pub chart: String,
+    /// Chart above the table (true) or below it.
+    pub chart_first: bool,
+    pub note: String,
+    pub context: &'a crate::Context,
+}
+
+impl Card<'_> {
+    pub(crate) fn render(self) -> Vec<(&'static str, String)> {
+        let (html_table, text_table) = self.table;
+        let mut text = format!("{}\n", self.title);
+        let mut html = format!(
+            "<div class=\"{}\"><div style=\"font-weight:bold\">{}</div>",
+            self.class,
+            escape_html(self.title)
+        );
+        if let Some(w) = &self.warning {
+            text.push_str(&format!("!!! {w}\n"));
+            html.push_str(&format!(
+                "<div class=\"tb-warning\" style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:4px\">{}</div>",
+                escape_html(w)
+            ));
+        }
+        text.push_str(&format!("{text_table}\n{}\n{}", self.note, self.context.text()));
+        let chart = format!("<div>{}</div>", self.chart);
+        let (first, second) = if self.chart_first { (chart, html_table) } else { (html_table, chart) };
+        html.push_str(&format!(
+            "{first}{second}<div style=\"color:#666;font-size:85%\">{}</div>{}</div>",
+            escape_html(&self.note),
+            self.context.html()
+        ));
+        vec![("text/plain", text), ("text/html", html)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use rayon::ThreadPool;
 use crate::bench::measure;
 use crate::chart::{fmt_fraction, speedup_chart};
 use crate::context::Context;
-use crate::display::{display, escape_html, table};
+use crate::display::{display, table};
 use crate::stats::{fmt_duration, fmt_percent, fmt_speedup, Stats};
 
 /// Amdahl's law: the speedup on `n` processors when a fraction `p` of the work can run in
@@ -351,32 +351,20 @@ impl SweepResult {
 
     /// The display bundle (text and HTML with the chart inline).
     pub fn render(&self) -> Vec<(&'static str, String)> {
-        let (html_table, text_table) = self.table();
-        let mut text = format!("{}\n", self.title);
-        let mut html = format!(
-            "<div class=\"tb-sweep\"><div style=\"font-weight:bold\">{}</div>",
-            escape_html(&self.title)
-        );
-        if !self.checksums_agree() {
-            let w =
-                "CHECKSUMS DIFFER between thread counts: the runs did not compute the same result.";
-            text.push_str(&format!("!!! {w}\n"));
-            html.push_str(&format!(
-                "<div class=\"tb-warning\" style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:4px\">{w}</div>"
-            ));
+        let warning = (!self.checksums_agree()).then(|| {
+            "CHECKSUMS DIFFER between thread counts: the runs did not compute the same result.".to_owned()
+        });
+        crate::display::Card {
+            class: "tb-sweep",
+            title: &self.title,
+            warning,
+            table: self.table(),
+            chart: self.chart(),
+            chart_first: true,
+            note: self.note(),
+            context: &self.context,
         }
-        text.push_str(&format!(
-            "{text_table}\n{}\n{}",
-            self.note(),
-            self.context.text()
-        ));
-        html.push_str(&format!(
-            "<div>{}</div>{html_table}<div style=\"color:#666;font-size:85%\">{}</div>{}</div>",
-            self.chart(),
-            escape_html(&self.note()),
-            self.context.html()
-        ));
-        vec![("text/plain", text), ("text/html", html)]
+        .render()
     }
 
     /// Displays the sweep.
