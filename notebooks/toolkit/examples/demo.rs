@@ -68,6 +68,12 @@ fn main() {
             .collect::<Vec<_>>(),
     );
 
+    // Crashes, safely: each in a `tb-demo` child process (built on first use, like tb-worker).
+    tb::demo::show_outcomes(&tb::demo::run_all(
+        &["panic-in-thread", "abort-in-thread", "segfault"],
+        std::time::Duration::from_secs(10),
+    ));
+
     if let Some(dir) = out_dir {
         std::fs::create_dir_all(&dir).expect("create output dir");
         std::fs::write(dir.join("compare.svg"), cmp.chart()).expect("write");

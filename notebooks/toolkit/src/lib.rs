@@ -18,12 +18,15 @@
 //! - [`chart`]: the SVG charts themselves (plotters, SVG backend).
 //! - [`work`]: deterministic CPU-bound workloads shared by threads and child processes.
 //! - [`procs`]: running those workloads in `tb-worker` child processes.
+//! - [`demo`]: crashes and hangs (panic, abort, segfault, stack overflow, deadlock) run in a
+//!   `tb-demo` child process with a timeout, reported as exit code or signal.
 
 pub mod bench;
 pub mod chart;
 pub mod compare;
 pub mod context;
 pub mod cpu;
+pub mod demo;
 pub mod display;
 pub mod procs;
 pub mod stats;
@@ -37,6 +40,7 @@ pub use bench::{bench, Bench};
 pub use compare::{Compare, Comparison};
 pub use context::{show_context, Context};
 pub use cpu::{children_cpu_time, cpu_time, thread_cpu_time};
+pub use demo::DemoOutcome;
 pub use display::{clear_output, display, html, show_table, svg, table, text, DisplayHandle};
 pub use stats::{fmt_duration, Stats};
 pub use sweep::{amdahl, pool, with_pool, Sweep, SweepPoint, SweepResult};

@@ -1,23 +1,29 @@
 //! Child processes that run the same [`crate::work`] jobs as threads do: the `tb-worker` binary
 //! (built once, cached), one child per call or per part, or a long-lived worker answering
-//! requests over its stdin/stdout pipes.
+//! requests over its stdin/stdout pipes. [`bin_path`] builds any binary of the toolkit by name
+//! (`tb-worker`, and `tb-demo` for [`crate::demo`]'s crash and hang demonstrations).
 //!
-//! Where the binary comes from, in order:
-//! 1. `$THREADBOOK_WORKER`, a path to a ready `tb-worker` binary;
-//! 2. `<target>/release/tb-worker` if it is newer than the toolkit's sources (no cargo call);
-//! 3. `cargo build --release --bin tb-worker` of this toolkit into `<target>`,
+//! Where a binary NAME comes from, in order:
+//! 1. an environment variable naming a ready binary: `$THREADBOOK_WORKER` for `tb-worker`, and
+//!    `$THREADBOOK_BIN_<NAME>` for any binary (upper case, `-` as `_`: `THREADBOOK_BIN_TB_DEMO`);
+//! 2. `<target>/release/NAME` if it is newer than the toolkit's sources (no cargo call);
+//! 3. `cargo build --release --bin NAME` of this toolkit into `<target>`,
 //!
 //! where `<target>` is `$THREADBOOK_TOOLKIT_TARGET`, else `$THREADBOOK_CACHE_DIR/toolkit-target`
 //! (the kernel's cache), else `$XDG_CACHE_HOME/threadbook/toolkit-target`, else
 //! `~/.cache/threadbook/toolkit-target`.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 pub use crate::work::split;
+
+/// The toolkit's binaries, each built from `src/bin/NAME.rs`.
+pub const BINS: &[&str] = &["tb-worker", "tb-demo"];
 
 /// The toolkit's source directory (where its Cargo.toml is).
 pub fn toolkit_dir() -> PathBuf {
@@ -26,10 +32,18 @@ pub fn toolkit_dir() -> PathBuf {
 
 /// The source of the `tb-worker` binary, to open and read.
 pub fn source_path() -> PathBuf {
-    toolkit_dir().join("src").join("bin").join("tb-worker.rs")
+    bin_source_path("tb-worker")
 }
 
-/// The cargo target directory the worker is built into.
+/// The source of the toolkit binary `name` (`src/bin/NAME.rs`), to open and read.
+pub fn bin_source_path(name: &str) -> PathBuf {
+    toolkit_dir()
+        .join("src")
+        .join("bin")
+        .join(format!("{name}.rs"))
+}
+
+/// The cargo target directory the toolkit's binaries are built into.
 pub fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("THREADBOOK_TOOLKIT_TARGET") {
         return PathBuf::from(dir);
@@ -50,28 +64,76 @@ pub fn target_dir() -> PathBuf {
 ///
 /// Panics with cargo's error output if it cannot be built.
 pub fn worker_path() -> PathBuf {
-    try_worker_path().unwrap_or_else(|e| panic!("{e}"))
+    bin_path("tb-worker")
 }
 
 /// Like [`worker_path`], but returns the error instead of panicking.
 pub fn try_worker_path() -> Result<PathBuf, String> {
-    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PATH.get_or_init(locate_or_build).clone()
+    try_bin_path("tb-worker")
 }
 
-fn locate_or_build() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("THREADBOOK_WORKER") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("THREADBOOK_WORKER={} is not a file", p.display()))
-        };
+/// Path of the toolkit binary `name` (one of [`BINS`], e.g. `"tb-demo"`), building it the
+/// first time if needed; panics with cargo's error output if it cannot be built.
+pub fn bin_path(name: &str) -> PathBuf {
+    try_bin_path(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`bin_path`], but returns the error instead of panicking. The answer is kept for the
+/// rest of the process (one build at a time; later calls return at once).
+pub fn try_bin_path(name: &str) -> Result<PathBuf, String> {
+    static PATHS: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
+    let mut paths = PATHS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(found) = paths.get(name) {
+        return found.clone();
+    }
+    let found = locate_or_build(name);
+    paths.insert(name.to_string(), found.clone());
+    found
+}
+
+/// The environment variable that may name a ready binary `name`: `THREADBOOK_BIN_TB_DEMO`.
+pub fn bin_env_var(name: &str) -> String {
+    let upper: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("THREADBOOK_BIN_{upper}")
+}
+
+fn locate_or_build(name: &str) -> Result<PathBuf, String> {
+    if !BINS.contains(&name) {
+        return Err(format!(
+            "the toolkit has no binary {name:?}; its binaries are {}",
+            BINS.join(", ")
+        ));
+    }
+    let mut vars = vec![bin_env_var(name)];
+    if name == "tb-worker" {
+        vars.insert(0, "THREADBOOK_WORKER".to_string());
+    }
+    for var in &vars {
+        if let Some(p) = std::env::var_os(var) {
+            let p = PathBuf::from(p);
+            return if p.is_file() {
+                Ok(p)
+            } else {
+                Err(format!("{var}={} is not a file", p.display()))
+            };
+        }
     }
     let target = target_dir();
     let bin = target
         .join("release")
-        .join(format!("tb-worker{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let newest_source = newest_mtime(&toolkit_dir());
     if let (Some(built), Some(src)) = (mtime(&bin), newest_source) {
         if built > src {
@@ -79,36 +141,35 @@ fn locate_or_build() -> Result<PathBuf, String> {
         }
     }
     eprintln!(
-        "building tb-worker into {} (once; this can take a minute)…",
+        "building {name} into {} (once; this can take a minute)…",
         target.display()
     );
     let manifest = toolkit_dir().join("Cargo.toml");
     let output = Command::new(cargo())
-        .args([
-            "build",
-            "--release",
-            "--bin",
-            "tb-worker",
-            "--manifest-path",
-        ])
+        .args(["build", "--release", "--bin", name, "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")
         .arg(&target)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("could not run cargo to build tb-worker: {e}"))?;
+        .map_err(|e| format!("could not run cargo to build {name}: {e}"))?;
     if !output.status.success() {
         let err = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = err.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(format!(
-            "building tb-worker failed ({}): cargo build --release --bin tb-worker --manifest-path {}\n{}",
+            "building {name} failed ({}): cargo build --release --bin {name} --manifest-path {}\n{}",
             output.status,
             manifest.display(),
             tail.join("\n")
         ));
     }
     if bin.is_file() {
+        // Cargo may find nothing to rebuild when only another binary's source changed; mark
+        // the binary as checked so the next session does not call cargo again.
+        if let Ok(f) = std::fs::File::options().append(true).open(&bin) {
+            let _ = f.set_modified(SystemTime::now());
+        }
         Ok(bin)
     } else {
         Err(format!(
@@ -142,7 +203,7 @@ fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
-/// Newest modification time of the files the worker is built from: Cargo.toml, build.rs and
+/// Newest modification time of the files the binaries are built from: Cargo.toml, build.rs and
 /// every file under src/.
 fn newest_mtime(toolkit: &Path) -> Option<SystemTime> {
     fn walk(dir: &Path, newest: &mut Option<SystemTime>) {
@@ -326,6 +387,17 @@ mod tests {
         assert!(source_path().is_file(), "{}", source_path().display());
         assert!(toolkit_dir().join("Cargo.toml").is_file());
         assert!(target_dir().is_absolute());
+    }
+
+    #[test]
+    fn every_bin_has_a_source_and_unknown_names_are_refused() {
+        for name in BINS {
+            assert!(bin_source_path(name).is_file(), "{name}");
+        }
+        assert_eq!(source_path(), bin_source_path("tb-worker"));
+        assert_eq!(bin_env_var("tb-demo"), "THREADBOOK_BIN_TB_DEMO");
+        let err = try_bin_path("no-such-bin").unwrap_err();
+        assert!(err.contains("tb-worker, tb-demo"), "{err}");
     }
 
     #[test]
