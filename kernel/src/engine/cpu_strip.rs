@@ -107,19 +107,21 @@ pub fn render_svg(samples: &[Snapshot]) -> Option<String> {
     let end = iv.last()?.1.max(1.0);
     let mut svg = String::new();
     {
-        let height = 40 + 22 * cores as u32;
+        let height = 48 + 22 * cores as u32;
         let root = SVGBackend::with_string(&mut svg, (520, height)).into_drawing_area();
         root.fill(&WHITE).ok()?;
         let mut chart = ChartBuilder::on(&root)
             .margin(6)
-            .x_label_area_size(24)
+            .x_label_area_size(34)
             .y_label_area_size(58)
             .build_cartesian_2d(0.0..end, 0.0..cores as f64)
             .ok()?;
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_desc("ms")
+            .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 12))
+            .x_desc("ms since the cell started running (darker = busier, all processes)")
             .x_labels(6)
             .y_labels(cores)
             .y_label_formatter(&|y| format!("core {}", (*y as usize).min(cores.saturating_sub(1))))
