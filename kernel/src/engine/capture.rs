@@ -295,10 +295,6 @@ impl IoServer {
         Ok(server)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Forgets output nobody asked for (the engine's own start-up cell).
     pub fn discard(&self) {
         let mut st = lock(&self.shared.0);
