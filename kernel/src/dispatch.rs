@@ -10,7 +10,7 @@ use crate::messages::{
     execute_reply, CompleteReply, ErrorContent, ExecuteRequest, ExecuteStatus, Header,
     InspectReply, KernelInfoReply, Request,
 };
-use crate::server::{parse_request, Stop};
+use crate::server::Stop;
 use crate::wire::{RawMessage, Signer};
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{json, Value};
@@ -32,6 +32,9 @@ pub struct KernelState {
     /// Set by an interrupt; a pending input request gives up when it sees it.
     stdin_abort: Arc<AtomicBool>,
     stop: Sender<Stop>,
+    /// A shutdown answered but not yet acted on: the socket thread acts on
+    /// it once the reply and `idle` have gone out.
+    pending_stop: Arc<Mutex<Option<Stop>>>,
 }
 
 impl KernelState {
@@ -52,6 +55,7 @@ impl KernelState {
             interrupter: Arc::default(),
             stdin_abort: Arc::default(),
             stop,
+            pending_stop: Arc::default(),
         }
     }
 
@@ -84,6 +88,14 @@ impl KernelState {
 
     pub fn request_stop(&self, stop: Stop) {
         let _ = self.stop.send(stop);
+    }
+
+    /// Acts on a shutdown whose reply has been sent (see [`shutdown`]).
+    pub fn stop_if_requested(&self) {
+        let pending = self.pending_stop.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(stop) = pending {
+            self.request_stop(stop);
+        }
     }
 
     pub fn terminate_engine(&self) {
@@ -157,7 +169,8 @@ pub fn handle_shell(state: &KernelState, raw: RawMessage, msg_type: &str) -> She
             );
             vec![]
         }
-        Request::Shutdown(_) | Request::Interrupt => control_request(state, &raw, msg_type),
+        Request::Interrupt => interrupt(state, &raw, &reply_type),
+        Request::Shutdown(r) => shutdown(state, &raw, &reply_type, r.restart),
         Request::CommOther | Request::InputReply(_) => vec![],
         Request::Debug => vec![state.reply(
             &raw,
@@ -175,22 +188,24 @@ pub fn handle_shell(state: &KernelState, raw: RawMessage, msg_type: &str) -> She
     ShellAction::Reply(frames)
 }
 
-/// Requests handled the same on control and shell: interrupt, shutdown.
-fn control_request(state: &KernelState, raw: &RawMessage, msg_type: &str) -> Vec<Vec<Vec<u8>>> {
-    let reply_type = Request::reply_type(msg_type);
-    match parse_request(msg_type, raw) {
-        Ok(Request::Interrupt) => {
-            state.interrupt();
-            vec![state.reply(raw, &reply_type, json!({"status": "ok"}), json!({}))]
-        }
-        Ok(Request::Shutdown(s)) => {
-            let content = json!({"status": "ok", "restart": s.restart});
-            state.publisher.send("shutdown_reply", content.clone(), &raw.header);
-            state.request_stop(Stop::Shutdown { restart: s.restart });
-            vec![state.reply(raw, &reply_type, content, json!({}))]
-        }
-        _ => vec![],
-    }
+/// Parses a request's content by its msg_type.
+fn parse_request(msg_type: &str, raw: &RawMessage) -> Result<Request, String> {
+    Request::parse(msg_type, raw.content.clone()).map_err(|e| format!("bad {msg_type}: {e}"))
+}
+
+/// Interrupt, answered the same on control and shell.
+fn interrupt(state: &KernelState, raw: &RawMessage, reply_type: &str) -> Vec<Vec<Vec<u8>>> {
+    state.interrupt();
+    vec![state.reply(raw, reply_type, json!({"status": "ok"}), json!({}))]
+}
+
+/// Shutdown, answered the same on control and shell. The kernel stops only
+/// after the socket thread has sent this reply and `idle`.
+fn shutdown(state: &KernelState, raw: &RawMessage, reply_type: &str, restart: bool) -> Vec<Vec<Vec<u8>>> {
+    let content = json!({"status": "ok", "restart": restart});
+    state.publisher.send("shutdown_reply", content.clone(), &raw.header);
+    *state.pending_stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stop::Shutdown { restart });
+    vec![state.reply(raw, reply_type, content, json!({}))]
 }
 
 /// Handles a request that arrived on control.
@@ -205,7 +220,8 @@ pub fn handle_control(state: &KernelState, raw: &RawMessage, msg_type: &str) -> 
             state.kernel_info.clone(),
             json!({}),
         )],
-        Ok(Request::Interrupt | Request::Shutdown(_)) => control_request(state, raw, msg_type),
+        Ok(Request::Interrupt) => interrupt(state, raw, &Request::reply_type(msg_type)),
+        Ok(Request::Shutdown(r)) => shutdown(state, raw, &Request::reply_type(msg_type), r.restart),
         Ok(Request::Debug) => vec![state.reply(
             raw,
             "debug_reply",
@@ -413,8 +429,6 @@ impl EngineThread {
         let cell = Cell {
             code: req.code.clone(),
             execution_count: count,
-            silent: req.silent,
-            allow_stdin: req.allow_stdin,
         };
         let mut stdin = ZmqStdin {
             socket: &self.stdin,

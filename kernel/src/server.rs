@@ -15,7 +15,7 @@ use crate::connection::ConnectionInfo;
 use crate::dispatch::{self, Job, KernelState};
 use crate::engine::EngineFactory;
 use crate::iopub::{IopubEvent, Output, Publisher};
-use crate::messages::{Header, Request};
+use crate::messages::Header;
 use crate::wire::{RawMessage, Signer};
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -127,6 +127,9 @@ impl Kernel {
         let stop = self.stop_rx.recv().unwrap_or(Stop::Signal);
         self.state.terminate_engine();
         self.state.publisher.barrier(Duration::from_secs(2));
+        // Sent messages sit in ZeroMQ's I/O thread for a moment; the process
+        // exits without closing sockets, so give them time to leave.
+        std::thread::sleep(Duration::from_millis(50));
         stop
     }
 
@@ -231,6 +234,7 @@ fn control_loop(sock: zmq::Socket, state: KernelState) {
                 log::warn!("control: reply failed: {e}");
             }
         }
+        state.stop_if_requested();
     }
 }
 
@@ -263,6 +267,7 @@ fn shell_loop(sock: zmq::Socket, replies: zmq::Socket, jobs: Sender<Job>, state:
                             log::warn!("shell: reply failed: {e}");
                         }
                     }
+                    state.stop_if_requested();
                 }
                 dispatch::ShellAction::Queue(job) => {
                     if jobs.send(job).is_err() {
@@ -272,9 +277,4 @@ fn shell_loop(sock: zmq::Socket, replies: zmq::Socket, jobs: Sender<Job>, state:
             }
         }
     }
-}
-
-/// Parses a request, for the handlers.
-pub fn parse_request(msg_type: &str, raw: &RawMessage) -> Result<Request, String> {
-    Request::parse(msg_type, raw.content.clone()).map_err(|e| format!("bad {msg_type}: {e}"))
 }

@@ -21,8 +21,6 @@ pub struct Cell {
     pub code: String,
     /// The count shown for this cell (In [n]).
     pub execution_count: u64,
-    pub silent: bool,
-    pub allow_stdin: bool,
 }
 
 /// How a cell ended.
