@@ -23,6 +23,7 @@ use crate::module::Module;
 use crate::module::SoFile;
 use crate::runtime;
 use crate::rust_analyzer::Completions;
+use crate::rust_analyzer::Analyzer;
 use crate::rust_analyzer::RustAnalyzer;
 use crate::rust_analyzer::TypeName;
 use crate::rust_analyzer::VariableInfo;
@@ -36,6 +37,7 @@ use ra_ap_syntax::SyntaxKind;
 use ra_ap_syntax::SyntaxNode;
 use ra_ap_syntax::ast;
 use regex::Regex;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -58,7 +60,10 @@ pub struct EvalContext {
     module: Module,
     committed_state: ContextState,
     stdout_sender: crossbeam_channel::Sender<String>,
-    analyzer: RustAnalyzer,
+    analyzer: Analyzer,
+    /// Whether running a cell pauses the analyzer's background warm-up (it does, except for the
+    /// context's own first evaluation, which measures nothing).
+    pause_warm_up_to_run: bool,
     initial_config: Config,
 }
 
@@ -440,13 +445,18 @@ impl EvalContext {
             module,
             child_process,
             stdout_sender,
-            analyzer,
+            analyzer: Analyzer::new(analyzer),
+            pause_warm_up_to_run: false,
             initial_config,
         };
         let outputs = EvalContextOutputs {
             stdout: stdout_receiver,
             stderr: stderr_receiver,
         };
+        // rust-analyzer loads the workspace and the standard library in the background while
+        // the toolchain check below compiles.
+        context.write_cargo_toml(&context.committed_state)?;
+        context.warm_up_analyzer();
         if context.committed_state.linker() == "lld" && context.eval("42").is_err() {
             context.committed_state.set_linker("system".to_owned());
         } else {
@@ -463,6 +473,7 @@ impl EvalContext {
             }
         }
         context.initial_config = context.committed_state.config.clone();
+        context.pause_warm_up_to_run = true;
         Ok((context, outputs))
     }
 
@@ -502,6 +513,29 @@ impl EvalContext {
 
     /// Evaluates the supplied Rust code.
     pub(crate) fn eval_with_callbacks(
+        &mut self,
+        user_code: CodeBlock,
+        state: ContextState,
+        code_info: &UserCodeInfo,
+        callbacks: &mut EvalCallbacks,
+    ) -> Result<EvalOutputs, Error> {
+        let result = self.eval_with_callbacks_inner(user_code, state, code_info, callbacks);
+        // Cells can change what rust-analyzer must load (`:dep`, `use`): prepare it for the
+        // next cell while the user reads this one's output.
+        self.warm_up_analyzer();
+        result
+    }
+
+    /// Starts rust-analyzer's background warm-up for the committed state (see [`Analyzer`]).
+    fn warm_up_analyzer(&mut self) {
+        let source = self
+            .committed_state
+            .analysis_code(CodeBlock::new())
+            .code_string();
+        self.analyzer.warm_up(source);
+    }
+
+    fn eval_with_callbacks_inner(
         &mut self,
         user_code: CodeBlock,
         mut state: ContextState,
@@ -574,8 +608,9 @@ impl EvalContext {
             println!("=========\n{s}\n==========");
         }
 
-        self.analyzer.set_source(code.code_string())?;
-        let mut completions = self.analyzer.completions(wrapped_offset)?;
+        let analyzer = self.analyzer.get();
+        analyzer.set_source(code.code_string())?;
+        let mut completions = analyzer.completions(wrapped_offset)?;
         completions.start_offset = code.output_offset_to_user_offset(completions.start_offset)?;
         completions.end_offset = code.output_offset_to_user_offset(completions.end_offset)?;
         // Filter internal identifiers.
@@ -601,11 +636,12 @@ impl EvalContext {
         let (user_code, code_info) = CodeBlock::from_original_user_code(&modified_code);
         let user_code = state.apply(user_code, &code_info.nodes)?;
         let pad_code = state.analysis_code(user_code);
-        self.analyzer.set_source(pad_code.code_string())?;
+        let analyzer = self.analyzer.get();
+        analyzer.set_source(pad_code.code_string())?;
         let wrapped_offset = pad_code.user_offset_to_output_offset(hover_offset)? as u32;
         let text_range = TextRange::new(wrapped_offset.into(), wrapped_offset.into());
-        let hover_text = self.analyzer.hover(text_range, false)?;
-        let hover_markdown = self.analyzer.hover(text_range, true)?;
+        let hover_text = analyzer.hover(text_range, false)?;
+        let hover_markdown = analyzer.hover(text_range, true)?;
         match (hover_text, hover_markdown) {
             (Some(data_text), Some(data_markdown)) => Ok((
                 data_text.info.markup.into(),
@@ -706,8 +742,17 @@ impl EvalContext {
         callbacks: &mut EvalCallbacks,
     ) -> Result<EvalOutputs, Error> {
         self.write_cargo_toml(state)?;
+        // Only `let` statements define variables, and only variables need rust-analyzer (for
+        // their types), which may still be warming up: other cells go straight to the compiler.
+        // (A statement that didn't parse may hide a `let`.)
+        let defines_variables = code_info
+            .nodes
+            .iter()
+            .any(|node| matches!(node.kind(), SyntaxKind::LET_STMT | SyntaxKind::ERROR));
         let analysis_code = state.analysis_code(user_code.clone());
-        if let Err(errors) = self.fix_variable_types(state, analysis_code) {
+        if defines_variables
+            && let Err(errors) = self.fix_variable_types(state, analysis_code)
+        {
             let mut check_res = self.check(user_code.clone(), state.clone(), code_info)?;
             if !check_res.is_empty() {
                 // Do one round of trying to fix errors, otherwise code like the following can end
@@ -830,14 +875,15 @@ impl EvalContext {
         state: &mut ContextState,
         code: CodeBlock,
     ) -> Result<(), Error> {
-        self.analyzer.set_source(code.code_string())?;
+        let analyzer = self.analyzer.get();
+        analyzer.set_source(code.code_string())?;
         for (
             variable_name,
             VariableInfo {
                 type_name,
                 is_mutable,
             },
-        ) in self.analyzer.top_level_variables("evcxr_analysis_wrapper")
+        ) in analyzer.top_level_variables("evcxr_analysis_wrapper")
         {
             // We don't want to try to store evcxr_variable_store into itself, so we ignore it.
             if variable_name == "evcxr_variable_store" {
@@ -882,6 +928,9 @@ impl EvalContext {
         so_file: &SoFile,
         callbacks: &mut EvalCallbacks,
     ) -> Result<EvalOutputs, Error> {
+        if self.pause_warm_up_to_run {
+            self.analyzer.pause();
+        }
         let mut output = EvalOutputs::new();
         // TODO: We should probably send an OsString not a String. Otherwise
         // things won't work if the path isn't UTF-8 - apparently that's a thing
@@ -1206,22 +1255,25 @@ enum CompilationMode {
 
 /// State that is cloned then modified every time we try to compile some code. If compilation
 /// succeeds, we keep the modified state, if it fails, we revert to the old state.
+///
+/// Ordered maps, so that the same cells give the same generated source and Cargo.toml in every
+/// session (a build cache keyed on the source can then recognise them).
 #[derive(Clone, Debug)]
 pub struct ContextState {
-    items_by_name: HashMap<String, CodeBlock>,
+    items_by_name: BTreeMap<String, CodeBlock>,
     unnamed_items: Vec<CodeBlock>,
-    pub(crate) external_deps: HashMap<String, ExternalCrate>,
+    pub(crate) external_deps: BTreeMap<String, ExternalCrate>,
     // Keyed by crate name. Could use a set, except that the statement might be
     // formatted slightly differently.
-    extern_crate_stmts: HashMap<String, String>,
+    extern_crate_stmts: BTreeMap<String, String>,
     /// States of variables. Includes variables that have just been defined by
     /// the code about to be executed.
-    variable_states: HashMap<String, VariableState>,
+    variable_states: BTreeMap<String, VariableState>,
     /// State of variables that have been stored. i.e. after the last bit of
     /// code was executed. Doesn't include newly defined variables until after
     /// execution completes.
-    stored_variable_states: HashMap<String, VariableState>,
-    attributes: HashMap<String, CodeBlock>,
+    stored_variable_states: BTreeMap<String, VariableState>,
+    attributes: BTreeMap<String, CodeBlock>,
     async_mode: bool,
     allow_question_mark: bool,
     build_num: i32,
@@ -1231,13 +1283,13 @@ pub struct ContextState {
 impl ContextState {
     fn new(config: Config) -> ContextState {
         ContextState {
-            items_by_name: HashMap::new(),
+            items_by_name: BTreeMap::new(),
             unnamed_items: vec![],
-            external_deps: HashMap::new(),
-            extern_crate_stmts: HashMap::new(),
-            variable_states: HashMap::new(),
-            stored_variable_states: HashMap::new(),
-            attributes: HashMap::new(),
+            external_deps: BTreeMap::new(),
+            extern_crate_stmts: BTreeMap::new(),
+            variable_states: BTreeMap::new(),
+            stored_variable_states: BTreeMap::new(),
+            attributes: BTreeMap::new(),
             async_mode: false,
             allow_question_mark: false,
             build_num: 0,

@@ -11,6 +11,8 @@ use anyhow::anyhow;
 use anyhow::bail;
 use once_cell::sync::Lazy;
 use ra_ap_base_db::SourceRoot;
+use ra_ap_base_db::salsa;
+use ra_ap_base_db::salsa::Database as _;
 use ra_ap_hir as ra_hir;
 use ra_ap_ide as ra_ide;
 use ra_ap_ide::CompletionFieldsToResolve;
@@ -41,6 +43,8 @@ use ra_ide::RangeInfo;
 use std::collections::HashMap;
 use std::convert::TryFrom;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
 
 pub(crate) const EDITION: Edition = Edition::Edition2024;
 
@@ -55,6 +59,149 @@ pub(crate) struct RustAnalyzer {
     source_file: AbsPathBuf,
     source_file_id: FileId,
     current_source: String,
+}
+
+/// A function appended to the analysis source while warming up: its `let`s make rust-analyzer
+/// resolve names, infer types, solve traits and print type paths the way a cell's `let`s do, so
+/// that the caches those need (the standard library's definitions, impls and import paths) are
+/// filled before the first cell asks for them.
+const WARM_UP_FN: &str = "evcxr_warm_up";
+const WARM_UP_CODE: &str = "
+#[allow(unused_variables)]
+fn evcxr_warm_up() {
+    let evcxr_warm_up_1 = ::std::vec![::std::string::String::from(\"warm\")];
+    let evcxr_warm_up_2 = evcxr_warm_up_1.iter().map(|s| s.len()).sum::<usize>();
+    let evcxr_warm_up_3 = ::std::collections::HashMap::<u64, f64>::new();
+    let evcxr_warm_up_4 = ::std::sync::Arc::new(::std::sync::Mutex::new(0u64));
+}
+";
+
+/// rust-analyzer, which may be lent to a background thread that warms it up.
+///
+/// Loading a workspace and analysing the standard library takes rust-analyzer seconds, and
+/// only cells that define variables need it (to find the variables' types). So after the
+/// context starts and after every cell, that work is done in the background, for the current
+/// Cargo.toml, while the next cell compiles or the user types. Code that needs the analyzer
+/// waits for the warm-up to finish; running user code pauses it (cancels it, keeping what it
+/// has computed so far in rust-analyzer's caches) so that measurements in cells don't compete
+/// with it for CPU.
+pub(crate) struct Analyzer {
+    idle: Option<RustAnalyzer>,
+    warm_up: Option<WarmUp>,
+    /// The Cargo.toml for which a warm-up last ran to the end.
+    warmed_for: Option<Vec<u8>>,
+}
+
+struct WarmUp {
+    thread: std::thread::JoinHandle<bool>,
+    analyzer: Arc<Mutex<Option<RustAnalyzer>>>,
+    cancel: salsa::CancellationToken,
+    cargo_toml: Vec<u8>,
+}
+
+impl Analyzer {
+    pub(crate) fn new(analyzer: RustAnalyzer) -> Analyzer {
+        Analyzer {
+            idle: Some(analyzer),
+            warm_up: None,
+            warmed_for: None,
+        }
+    }
+
+    /// The analyzer, after any warm-up has finished.
+    pub(crate) fn get(&mut self) -> &mut RustAnalyzer {
+        self.settle(false);
+        self.idle
+            .as_mut()
+            .expect("rust-analyzer is back from its warm-up")
+    }
+
+    /// Stops a running warm-up and waits for it.
+    pub(crate) fn pause(&mut self) {
+        self.settle(true);
+    }
+
+    fn settle(&mut self, cancel: bool) {
+        let Some(warm_up) = self.warm_up.take() else {
+            return;
+        };
+        if cancel {
+            warm_up.cancel.cancel();
+        }
+        let finished = warm_up.thread.join().unwrap_or(false);
+        let analyzer = warm_up
+            .analyzer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(analyzer) = &analyzer {
+            // A cancellation that arrived after the warm-up's last query is still pending on the
+            // database; leaving an attach scope clears it, so the next query isn't cancelled.
+            salsa::attach(analyzer.analysis_host.raw_database(), || ());
+        }
+        if finished {
+            self.warmed_for = Some(warm_up.cargo_toml);
+        }
+        self.idle = analyzer;
+    }
+
+    /// Starts a warm-up with `analysis_source` (the analysis code of the committed state),
+    /// unless one is running or one already finished for the current Cargo.toml.
+    pub(crate) fn warm_up(&mut self, analysis_source: String) {
+        if self.warm_up.is_some() {
+            return;
+        }
+        let Some(analyzer) = self.idle.take() else {
+            return;
+        };
+        let cargo_toml = match std::fs::read(analyzer.cargo_toml_filename()) {
+            Ok(contents) if self.warmed_for.as_ref() != Some(&contents) => contents,
+            _ => {
+                self.idle = Some(analyzer);
+                return;
+            }
+        };
+        let cancel = analyzer.analysis_host.raw_database().cancellation_token();
+        let lent = Arc::new(Mutex::new(Some(analyzer)));
+        let in_thread = lent.clone();
+        let source = analysis_source + WARM_UP_CODE;
+        let spawned = std::thread::Builder::new()
+            .name("ra-warm-up".to_owned())
+            .spawn(move || {
+                let mut guard = in_thread.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(analyzer) = guard.as_mut() else {
+                    return false;
+                };
+                // Cancellation unwinds out of rust-analyzer's queries; anything else that goes
+                // wrong only means the next cell does the work itself.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    analyzer.set_source(source).is_ok() && {
+                        analyzer.top_level_variables(WARM_UP_FN);
+                        true
+                    }
+                }))
+                .unwrap_or(false)
+            });
+        match spawned {
+            Ok(thread) => {
+                self.warm_up = Some(WarmUp {
+                    thread,
+                    analyzer: lent,
+                    cancel,
+                    cargo_toml,
+                })
+            }
+            Err(_) => self.idle = lent.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        }
+    }
+}
+
+impl Drop for Analyzer {
+    fn drop(&mut self) {
+        if let Some(warm_up) = &self.warm_up {
+            warm_up.cancel.cancel();
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -112,13 +259,13 @@ impl RustAnalyzer {
         self.current_source = source;
         let mut change = ra_hir::ChangeWithProcMacros::default();
 
-        std::fs::write(self.source_file.as_path(), &*self.current_source)
-            .with_context(|| format!("Failed to write {:?}", self.source_file))?;
-        self.vfs.set_file_contents(
-            self.source_file.clone().into(),
-            Some(self.current_source.bytes().collect()),
-        );
-        change.change_file(self.source_file_id, Some(self.current_source.clone()));
+        // The loader only needs the file to exist; its contents for analysis are set below. The
+        // file itself is left to the compiler, which may be building it at the same time (while
+        // the analyzer warms up in the background).
+        if !std::fs::exists(self.source_file.as_path()).unwrap_or(false) {
+            std::fs::write(self.source_file.as_path(), "")
+                .with_context(|| format!("Failed to write {:?}", self.source_file))?;
+        }
 
         // Check to see if we haven't yet loaded Cargo.toml, or if it's changed since we read it.
         let cargo_toml = Some(std::fs::read(self.cargo_toml_filename()).with_context(|| {
@@ -131,6 +278,12 @@ impl RustAnalyzer {
             self.load_cargo_toml(&mut change)?;
             self.last_cargo_toml = cargo_toml;
         }
+        // After loading, which may have read the file from disk: the source given wins.
+        self.vfs.set_file_contents(
+            self.source_file.clone().into(),
+            Some(self.current_source.bytes().collect()),
+        );
+        change.change_file(self.source_file_id, Some(self.current_source.clone()));
 
         self.analysis_host.apply_change(change);
         Ok(())
