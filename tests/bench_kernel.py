@@ -132,6 +132,23 @@ def measure(kernel, runs):
         if i < runs - 1:
             km.shutdown_kernel(now=True)
     res["launch → first `1 + 1` result (s)"] = median(launches)
+    if kernel == "threadbook":
+        # The same without the cell build cache: the compile a first-ever
+        # session (or a changed cell) pays.
+        def uncached_launch():
+            t0 = time.monotonic()
+            env = dict(os.environ, THREADBOOK_CELL_CACHE="0")
+            km0, kc0 = start_new_kernel(kernel_name=kernel, startup_timeout=120, env=env)
+            try:
+                run_cell(kc0, "1 + 1")
+                return time.monotonic() - t0
+            finally:
+                km0.shutdown_kernel(now=True)
+
+        figure(
+            "  … with the cell build cache off (s)",
+            lambda: median([uncached_launch() for _ in range(runs)]),
+        )
     res["first `:dep rayon` + `par_iter` cell (s)"] = median(dep_cells)
     figure("trivial cell, warm (s)", lambda: median([run_cell(kc, "1 + 1")[0] for _ in range(10)]))
     figure("kernel_info round trip (ms)", lambda: 1000 * rtt(kc, "get_shell_msg", kc.kernel_info))
@@ -186,7 +203,7 @@ def main():
     print(head)
     print("-" * len(head))
     for name in names:
-        vals = [results[k][name] for k in kernels]
+        vals = [results[k].get(name, "—") for k in kernels]
         row = f"{name:46} " + " ".join(f"{v:12.3f}" if isinstance(v, float) else f"{v!s:>12}" for v in vals)
         if len(kernels) == 2 and all(isinstance(v, (int, float)) for v in vals) and vals[0]:
             row += f" {vals[1] / vals[0]:7.1f}x"

@@ -91,10 +91,11 @@ atexit.register(shutil.rmtree, _MOCK_ROOT, ignore_errors=True)
 
 
 def start_kernel(
-    kernel_name: str, ready_timeout: float = 60, **km_kwargs: Any
+    kernel_name: str, ready_timeout: float = 60, env: dict[str, str] | None = None, **km_kwargs: Any
 ) -> tuple[KernelManager, BlockingKernelClient]:
+    """A started kernel and a ready client; `env` replaces the kernel's environment."""
     km = KernelManager(kernel_name=kernel_name, **km_kwargs)
-    km.start_kernel()
+    km.start_kernel(**({"env": env} if env is not None else {}))
     kc = km.client()
     kc.start_channels()
     try:

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use threadbook::engine::{capture, evcxr_engine::EvcxrEngine, mock::MockEngine, Engine, EngineFactory};
+use threadbook::engine::{capture, cell_cache, evcxr_engine::EvcxrEngine, mock::MockEngine, Engine, EngineFactory};
 use threadbook::install::{self, Target};
 use threadbook::server::{Kernel, KernelConfig, Stop};
 
@@ -56,11 +56,15 @@ impl Where {
 }
 
 fn main() {
-    // In the evaluation process, capture output before evcxr takes over; in
-    // every process, let evcxr take over first when this is its runtime or
-    // rustc wrapper. Nothing else may run before this.
+    // In the evaluation process, capture output before evcxr takes over; as
+    // cargo's rustc wrapper, compile (or replay) and exit; in every process,
+    // let evcxr take over first when this is its runtime or rustc wrapper.
+    // Nothing else may run before this.
     if std::env::var_os("EVCXR_IS_RUNTIME").is_some() {
+        cell_cache::disable_for_children();
         capture::install_in_evaluation_process();
+    } else if let Some(status) = cell_cache::wrapper_main() {
+        std::process::exit(status);
     }
     evcxr::runtime_hook();
 
@@ -146,6 +150,9 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     let tc = toolchain();
     prepare_toolchain_env(&tc);
     let _slot = if mock { None } else { threadbook::engine::build_dir::claim()? };
+    if !mock {
+        cell_cache::enable();
+    }
 
     let engine: EngineFactory = if mock {
         Box::new(|out| Ok(Box::new(MockEngine::new(out)) as Box<dyn Engine>))

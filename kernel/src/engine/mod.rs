@@ -6,6 +6,7 @@
 
 pub mod build_dir;
 pub mod capture;
+pub mod cell_cache;
 pub mod cpu_strip;
 pub mod evcxr_engine;
 pub mod mock;
