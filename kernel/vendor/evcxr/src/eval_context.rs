@@ -858,6 +858,11 @@ impl EvalContext {
                 output: EvalOutputs::new(),
             });
         }
+        // Before the code runs (and before its run time starts counting), stop any background
+        // analysis, which would compete with it for CPU.
+        if self.pause_warm_up_to_run {
+            self.analyzer.pause();
+        }
         phases.phase_complete("Final compile");
 
         let output = self.run_and_capture_output(state, &so_file, callbacks)?;
@@ -928,9 +933,6 @@ impl EvalContext {
         so_file: &SoFile,
         callbacks: &mut EvalCallbacks,
     ) -> Result<EvalOutputs, Error> {
-        if self.pause_warm_up_to_run {
-            self.analyzer.pause();
-        }
         let mut output = EvalOutputs::new();
         // TODO: We should probably send an OsString not a String. Otherwise
         // things won't work if the path isn't UTF-8 - apparently that's a thing

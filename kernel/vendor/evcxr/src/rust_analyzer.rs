@@ -44,6 +44,8 @@ use std::collections::HashMap;
 use std::convert::TryFrom;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 pub(crate) const EDITION: Edition = Edition::Edition2024;
@@ -93,6 +95,8 @@ struct WarmUp {
     thread: std::thread::JoinHandle<bool>,
     analyzer: Arc<Mutex<Option<RustAnalyzer>>>,
     cancel: salsa::CancellationToken,
+    /// Set with `cancel`, and unlike salsa's token not reset when the analysis unwinds.
+    stop: Arc<AtomicBool>,
     cargo_toml: Vec<u8>,
 }
 
@@ -123,6 +127,7 @@ impl Analyzer {
             return;
         };
         if cancel {
+            warm_up.stop.store(true, Ordering::SeqCst);
             warm_up.cancel.cancel();
         }
         let finished = warm_up.thread.join().unwrap_or(false);
@@ -159,6 +164,8 @@ impl Analyzer {
             }
         };
         let cancel = analyzer.analysis_host.raw_database().cancellation_token();
+        let stop = Arc::new(AtomicBool::new(false));
+        let in_thread_stop = stop.clone();
         let lent = Arc::new(Mutex::new(Some(analyzer)));
         let in_thread = lent.clone();
         let warm_source = analysis_source.clone() + WARM_UP_CODE;
@@ -183,8 +190,14 @@ impl Analyzer {
                     }
                 }))
                 .unwrap_or(false);
-                // rust-analyzer drops replaced syntax trees on helper threads: give them a moment.
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                // rust-analyzer drops replaced syntax trees on helper threads: give them a
+                // moment (unless the warm-up is being stopped), then return what they freed.
+                for _ in 0..10 {
+                    if in_thread_stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                }
                 release_free_memory();
                 finished
             });
@@ -194,6 +207,7 @@ impl Analyzer {
                     thread,
                     analyzer: lent,
                     cancel,
+                    stop,
                     cargo_toml,
                 })
             }
@@ -215,6 +229,7 @@ fn release_free_memory() {
 impl Drop for Analyzer {
     fn drop(&mut self) {
         if let Some(warm_up) = &self.warm_up {
+            warm_up.stop.store(true, Ordering::SeqCst);
             warm_up.cancel.cancel();
         }
     }
