@@ -291,12 +291,13 @@ impl RustAnalyzer {
         let mut change = ra_hir::ChangeWithProcMacros::default();
 
         // The loader only needs the file to exist; its contents for analysis are set below. The
-        // file itself is left to the compiler, which may be building it at the same time (while
-        // the analyzer warms up in the background).
-        if !std::fs::exists(self.source_file.as_path()).unwrap_or(false) {
-            std::fs::write(self.source_file.as_path(), "")
-                .with_context(|| format!("Failed to write {:?}", self.source_file))?;
-        }
+        // file itself belongs to the compiler, which may be writing it at this moment (while the
+        // analyzer warms up in the background): create it if missing, never truncate it.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.source_file.as_path())
+            .with_context(|| format!("Failed to create {:?}", self.source_file))?;
 
         // Check to see if we haven't yet loaded Cargo.toml, or if it's changed since we read it.
         let cargo_toml = Some(std::fs::read(self.cargo_toml_filename()).with_context(|| {
