@@ -750,9 +750,14 @@ impl EvalContext {
             .iter()
             .any(|node| matches!(node.kind(), SyntaxKind::LET_STMT | SyntaxKind::ERROR));
         let analysis_code = state.analysis_code(user_code.clone());
-        if defines_variables
-            && let Err(errors) = self.fix_variable_types(state, analysis_code)
-        {
+        let typed = if defines_variables {
+            let typed = self.fix_variable_types(state, analysis_code);
+            self.analyzer.mark_warm();
+            typed
+        } else {
+            Ok(())
+        };
+        if let Err(errors) = typed {
             let mut check_res = self.check(user_code.clone(), state.clone(), code_info)?;
             if !check_res.is_empty() {
                 // Do one round of trying to fix errors, otherwise code like the following can end
@@ -848,6 +853,7 @@ impl EvalContext {
         phases: &mut PhaseDetailsBuilder,
         callbacks: &mut EvalCallbacks,
     ) -> Result<ExecutionArtifacts, Error> {
+        let runs_user_code = !user_code.is_empty();
         let code = state.code_to_compile(user_code, compilation_mode);
         let so_file = self.module.compile(&code, &state.config)?;
 
@@ -859,8 +865,9 @@ impl EvalContext {
             });
         }
         // Before the code runs (and before its run time starts counting), stop any background
-        // analysis, which would compete with it for CPU.
-        if self.pause_warm_up_to_run {
+        // analysis, which would compete with it for CPU. (A cell of `:` commands alone runs
+        // nothing of the user's.)
+        if self.pause_warm_up_to_run && runs_user_code {
             self.analyzer.pause();
         }
         phases.phase_complete("Final compile");

@@ -122,12 +122,21 @@ impl Analyzer {
         self.settle(true);
     }
 
+    /// Records that the analyzer has analysed a cell for the current Cargo.toml, which warms it
+    /// as well as a warm-up would: the next warm-up for this Cargo.toml is skipped.
+    pub(crate) fn mark_warm(&mut self) {
+        if let Some(analyzer) = &self.idle {
+            self.warmed_for.clone_from(&analyzer.last_cargo_toml);
+        }
+    }
+
     fn settle(&mut self, cancel: bool) {
         let Some(warm_up) = self.warm_up.take() else {
             return;
         };
+        // Whoever waits doesn't want the warm-up's idle tail; only a pause cancels its analysis.
+        warm_up.stop.store(true, Ordering::SeqCst);
         if cancel {
-            warm_up.stop.store(true, Ordering::SeqCst);
             warm_up.cancel.cancel();
         }
         let finished = warm_up.thread.join().unwrap_or(false);
@@ -178,18 +187,22 @@ impl Analyzer {
                 };
                 // Cancellation unwinds out of rust-analyzer's queries; anything else that goes
                 // wrong only means the next cell does the work itself.
-                let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let warm = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     analyzer.set_source(warm_source).is_ok() && {
                         analyzer.top_level_variables(WARM_UP_FN);
-                        // Back to the state's own source, so what was computed only for the
-                        // warm-up function is replaced now rather than after the next cell.
-                        if analyzer.set_source(analysis_source).is_ok() {
-                            analyzer.top_level_variables("evcxr_analysis_wrapper");
-                        }
                         true
                     }
                 }))
                 .unwrap_or(false);
+                if warm {
+                    // Back to the state's own source, so what was computed only for the
+                    // warm-up function is replaced now rather than after the next cell.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if analyzer.set_source(analysis_source).is_ok() {
+                            analyzer.top_level_variables("evcxr_analysis_wrapper");
+                        }
+                    }));
+                }
                 // rust-analyzer drops replaced syntax trees on helper threads: give them a
                 // moment (unless the warm-up is being stopped), then return what they freed.
                 for _ in 0..10 {
@@ -199,7 +212,7 @@ impl Analyzer {
                     std::thread::sleep(std::time::Duration::from_millis(30));
                 }
                 release_free_memory();
-                finished
+                warm
             });
         match spawned {
             Ok(thread) => {
