@@ -456,7 +456,7 @@ impl EvalContext {
         // rust-analyzer loads the workspace and the standard library in the background while
         // the toolchain check below compiles.
         context.write_cargo_toml(&context.committed_state)?;
-        context.warm_up_analyzer();
+        context.warm_up_analyzer(std::time::Duration::ZERO);
         if context.committed_state.linker() == "lld" && context.eval("42").is_err() {
             context.committed_state.set_linker("system".to_owned());
         } else {
@@ -522,17 +522,17 @@ impl EvalContext {
         let result = self.eval_with_callbacks_inner(user_code, state, code_info, callbacks);
         // Cells can change what rust-analyzer must load (`:dep`, `use`): prepare it for the
         // next cell while the user reads this one's output.
-        self.warm_up_analyzer();
+        self.warm_up_analyzer(std::time::Duration::from_millis(300));
         result
     }
 
     /// Starts rust-analyzer's background warm-up for the committed state (see [`Analyzer`]).
-    fn warm_up_analyzer(&mut self) {
+    fn warm_up_analyzer(&mut self, delay: std::time::Duration) {
         let source = self
             .committed_state
             .analysis_code(CodeBlock::new())
             .code_string();
-        self.analyzer.warm_up(source);
+        self.analyzer.warm_up(source, delay);
     }
 
     fn eval_with_callbacks_inner(

@@ -157,8 +157,10 @@ impl Analyzer {
     }
 
     /// Starts a warm-up with `analysis_source` (the analysis code of the committed state),
-    /// unless one is running or one already finished for the current Cargo.toml.
-    pub(crate) fn warm_up(&mut self, analysis_source: String) {
+    /// unless one is running or one already finished for the current Cargo.toml. It begins
+    /// after `delay`, unless stopped before: cells run back to back (Run All) then don't each
+    /// start rust-analyzer work only to cancel it a moment later.
+    pub(crate) fn warm_up(&mut self, analysis_source: String, delay: std::time::Duration) {
         if self.warm_up.is_some() {
             return;
         }
@@ -185,6 +187,13 @@ impl Analyzer {
                 let Some(analyzer) = guard.as_mut() else {
                     return false;
                 };
+                let started = std::time::Instant::now();
+                while started.elapsed() < delay {
+                    if in_thread_stop.load(Ordering::SeqCst) {
+                        return false;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
                 // Cancellation unwinds out of rust-analyzer's queries; anything else that goes
                 // wrong only means the next cell does the work itself.
                 let warm = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
