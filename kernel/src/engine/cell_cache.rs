@@ -76,12 +76,16 @@ pub fn wrapper_main() -> Option<i32> {
             eprintln!("threadbook cell cache: {e:#}");
             101
         })),
-        _ => {
-            let err = Command::new(&rustc).args(&args).exec();
-            eprintln!("threadbook: cannot run {}: {err}", rustc.display());
-            Some(101)
-        }
+        _ => Some(exec_rustc(&rustc, &args)),
     }
+}
+
+/// Becomes rustc (no cache); returns only if that fails, with rustc's usual
+/// failure status.
+fn exec_rustc(rustc: &Path, args: &[OsString]) -> i32 {
+    let err = Command::new(rustc).args(args).exec();
+    eprintln!("threadbook: cannot run {}: {err}", rustc.display());
+    101
 }
 
 fn cache_dir() -> Option<PathBuf> {
@@ -106,8 +110,7 @@ fn compile_cell(dir: &Path, rustc: &Path, args: &[OsString]) -> Result<i32> {
     // Anything the key can't account for (e.g. a compiler found on PATH, not
     // named by its path) is compiled as if there were no cache.
     let Ok(key) = cache_key(rustc, args) else {
-        let err = Command::new(rustc).args(args).exec();
-        bail!("cannot run {}: {err}", rustc.display());
+        return Ok(exec_rustc(rustc, args));
     };
     let entry_dir = dir.join(&key);
     match replay(&entry_dir) {
