@@ -5,15 +5,32 @@
 #   ./run.sh setup     set up only
 #   ./run.sh export    export only (needs a set-up machine)
 #
-# Needs: the Rust toolchain (cargo), Python 3 with pip; uses apt-get only if
-# Python's venv module is missing.
+# Needs: the Rust toolchain (cargo), Python 3 with pip, and Debian's apt-get
+# for the few system packages listed below (installed only when missing).
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 VENV="$ROOT/.venv"
 say() { printf '\n== %s\n' "$*"; }
 
+# Debian packages the course uses (strace shows how a child process starts).
+COURSE_DEBS=(strace)
+
+# Installs the Debian packages given that are missing (with sudo when not root).
+need_debs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "Installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
 setup() {
+    need_debs "${COURSE_DEBS[@]}"
     say "Building the threadbook kernel (release; first build takes ~12 minutes)"
     cargo build --release --locked -p threadbook
 
@@ -27,8 +44,7 @@ setup() {
         if ! python3 -m venv "$VENV" 2>/dev/null; then
             echo "python3 -m venv failed; installing python3-venv with apt-get"
             rm -rf "$VENV"
-            SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-            $SUDO apt-get update -q && $SUDO apt-get install -y -q python3-venv
+            need_debs python3-venv
             python3 -m venv "$VENV"
         fi
     fi
@@ -50,6 +66,9 @@ export_course() {
     "$VENV/bin/python" notebooks/export.py --out build/student --student --reuse build/html
     say "Done. Open build/html/index.html, or start JupyterLab with: .venv/bin/jupyter lab notebooks/"
 }
+
+# ./test.sh sources this file for its helpers only.
+[ "${THREADBOOK_SOURCED:-}" = 1 ] && return 0
 
 case "${1:-all}" in
     setup) setup ;;

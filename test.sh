@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ./run.sh setup
 
+# Debian packages the end-to-end tests need beyond the course's.
+TEST_DEBS=()
+THREADBOOK_SOURCED=1 source ./run.sh
+[ ${#TEST_DEBS[@]} -eq 0 ] || need_debs "${TEST_DEBS[@]}"
+
 printf '\n== Rust tests (kernel units, protocol against the mock engine, toolkit)\n'
 cargo test --release --locked --workspace
 
