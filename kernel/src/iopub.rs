@@ -149,6 +149,14 @@ impl Output {
         st.muted = false;
     }
 
+    /// While on, nothing the engine publishes for the current cell goes out
+    /// (the engine replays earlier cells quietly after a crash).
+    pub fn suppress(&self, on: bool) {
+        let mut st = lock(&self.state);
+        flush_locked(&mut st, &self.publisher);
+        st.muted = on;
+    }
+
     pub fn parent(&self) -> Value {
         lock(&self.state).parent.clone()
     }

@@ -4,7 +4,8 @@
 //! [`messages`] (typed contents) → [`server`] (sockets and threads) →
 //! [`dispatch`] (what each request does) → [`engine`] (the language: evcxr,
 //! or a mock for tests) → [`iopub`] (everything published). Around them:
-//! [`connection`], [`history`], [`syntax`], [`install`], [`logging`].
+//! [`connection`], [`history`], [`syntax`], [`install`], [`logging`], and
+//! [`lifecycle`] (the kernel's processes, from start to exit).
 
 pub mod connection;
 pub mod dispatch;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod history;
 pub mod install;
 pub mod iopub;
+pub mod lifecycle;
 pub mod logging;
 pub mod messages;
 pub mod server;

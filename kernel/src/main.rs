@@ -3,7 +3,8 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use threadbook::engine::{capture, cell_cache, evcxr_engine::EvcxrEngine, mock::MockEngine, Engine, EngineFactory};
+use threadbook::engine::{cell_cache, evcxr::EvcxrEngine, mock::MockEngine, Engine, EngineFactory};
+use threadbook::lifecycle;
 use threadbook::install::{self, Target};
 use threadbook::server::{Kernel, KernelConfig, Stop};
 
@@ -56,15 +57,22 @@ impl Where {
 }
 
 fn main() {
-    // In the evaluation process, capture output before evcxr takes over; as
-    // cargo's rustc wrapper, compile (or replay) and exit; in every process,
-    // let evcxr take over first when this is its runtime or rustc wrapper.
-    // Nothing else may run before this.
+    // In the evaluation process, set up before evcxr takes over; as cargo's
+    // rustc wrapper, compile (or replay) and exit; as the kernel's watchdog,
+    // watch; in every process, let evcxr take over first when this is its
+    // runtime or rustc wrapper. Nothing else may run before this.
     if std::env::var_os("EVCXR_IS_RUNTIME").is_some() {
         cell_cache::disable_for_children();
-        capture::install_in_evaluation_process();
-    } else if let Some(status) = cell_cache::wrapper_main() {
+        lifecycle::evaluation_process_setup();
+    } else if let Some(status) = {
+        if cell_cache::is_wrapper() {
+            lifecycle::wrapper_setup();
+        }
+        cell_cache::wrapper_main()
+    } {
         std::process::exit(status);
+    } else if lifecycle::watchdog_requested() {
+        lifecycle::watchdog_main();
     }
     evcxr::runtime_hook();
 
@@ -94,10 +102,13 @@ struct Toolchain {
     std_libs: Option<PathBuf>,
 }
 
-fn toolchain() -> Toolchain {
+/// Asks rustc, run in `dir` (a directory the kernel trusts: not the
+/// notebook's folder, whose files must not choose the compiler).
+fn toolchain(dir: &std::path::Path) -> Toolchain {
     let run = |args: &[&str]| {
         std::process::Command::new("rustc")
             .args(args)
+            .current_dir(dir)
             .output()
             .ok()
             .filter(|o| o.status.success())
@@ -143,13 +154,14 @@ fn prepare_toolchain_env(tc: &Toolchain) {
 fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     threadbook::logging::init();
     let connection = threadbook::connection::ConnectionInfo::from_file(&connection_file)?;
-    // Environment for the evaluation process, set while this process still
-    // has one thread.
+    // Environment for the evaluation process and the tools, set while this
+    // process still has one thread.
     std::env::set_var("THREADBOOK_KERNEL", "1");
-    std::env::set_var(capture::IO_ENV, capture::default_socket_path());
-    let tc = toolchain();
+    let slot = if mock { None } else { threadbook::engine::build_dir::claim()? };
+    let trusted = slot.as_ref().map(|s| s.dir.clone()).unwrap_or_else(std::env::temp_dir);
+    lifecycle::prepare(&trusted);
+    let tc = toolchain(&trusted);
     prepare_toolchain_env(&tc);
-    let _slot = if mock { None } else { threadbook::engine::build_dir::claim()? };
     if !mock {
         cell_cache::enable();
     }
@@ -181,11 +193,11 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
             }
         }
     })?;
+    let state = kernel.state();
+    lifecycle::watch_parent(move || state.request_stop(Stop::Signal));
     log::info!("threadbook {} ready ({})", env!("CARGO_PKG_VERSION"), connection_file.display());
     let stop = kernel.wait();
     log::info!("stopping: {stop:?}");
-    if let Some(p) = std::env::var_os(capture::IO_ENV) {
-        let _ = std::fs::remove_file(p);
-    }
+    drop(slot);
     std::process::exit(0);
 }

@@ -62,6 +62,11 @@ pub fn disable_for_children() {
     }
 }
 
+/// True when this process runs as cargo's rustc wrapper for the engine.
+pub fn is_wrapper() -> bool {
+    std::env::var_os(WRAPPER_ENV).is_some()
+}
+
 /// When this process is cargo's rustc wrapper, does the compile and returns
 /// the exit status; otherwise returns None at once.
 pub fn wrapper_main() -> Option<i32> {

@@ -1,15 +1,15 @@
 //! The engine boundary: what the protocol layer asks of a language backend.
 //!
-//! The real backend is [`evcxr_engine::EvcxrEngine`]; [`mock::MockEngine`] is a
+//! The real backend is [`evcxr::EvcxrEngine`]; [`mock::MockEngine`] is a
 //! tiny scripted language that lets the whole protocol layer be tested in
 //! milliseconds without compiling Rust.
 
 pub mod build_dir;
-pub mod capture;
 pub mod cell_cache;
 pub mod cpu_strip;
-pub mod evcxr_engine;
+pub mod evcxr;
 pub mod mock;
+pub mod timing;
 
 use crate::iopub::Output;
 use crate::messages::{ErrorContent, MimeBundle};

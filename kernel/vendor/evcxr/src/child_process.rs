@@ -13,22 +13,38 @@ use std::process;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+/// Lets the program that embeds evcxr read the evaluation process's output
+/// itself, instead of evcxr reading stdout only while a cell runs and stderr
+/// on a thread of its own.
+///
+/// `attach` is called with every evaluation process right after it starts
+/// (again after each restart). It takes the child's stdout and stderr and
+/// returns a reader that yields the stdout lines evcxr's runtime protocol
+/// needs (completion, panic and input notices, content blocks), in order.
+/// The reader must reach end-of-file once the process has exited: that is
+/// how evcxr notices a dead process.
+pub trait ChildOutput: Send + Sync {
+    fn attach(&self, child: &mut std::process::Child) -> std::io::Result<Box<dyn std::io::Read + Send>>;
+}
+
 pub(crate) struct ChildProcess {
     process_handle: Arc<Mutex<std::process::Child>>,
     /// Whether cleanup of `process_handle` is the responsibility of another
     /// instance.
     process_disowned: bool,
-    stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    stdout: std::io::Lines<BufReader<Box<dyn std::io::Read + Send>>>,
     // Only none while in drop.
     stdin: Option<std::process::ChildStdin>,
     command: Arc<Mutex<process::Command>>,
     stderr_sender: Arc<Mutex<crossbeam_channel::Sender<String>>>,
+    output: Option<Arc<dyn ChildOutput>>,
 }
 
 impl ChildProcess {
     pub(crate) fn new(
         mut command: std::process::Command,
         stderr_sender: crossbeam_channel::Sender<String>,
+        output: Option<Arc<dyn ChildOutput>>,
     ) -> Result<ChildProcess, Error> {
         // Avoid a fork bomb. We could call runtime_hook here but then all the work that we did up
         // to this point would be wasted. Also, it's possible that we could already have started
@@ -50,6 +66,7 @@ impl ChildProcess {
             Arc::new(Mutex::new(command)),
             None,
             Arc::new(Mutex::new(stderr_sender)),
+            output,
         )
     }
 
@@ -57,6 +74,7 @@ impl ChildProcess {
         command: Arc<Mutex<std::process::Command>>,
         process_handle: Option<Arc<Mutex<std::process::Child>>>,
         stderr_sender: Arc<Mutex<crossbeam_channel::Sender<String>>>,
+        output: Option<Arc<dyn ChildOutput>>,
     ) -> Result<ChildProcess, Error> {
         let process = command.lock().unwrap().spawn();
         let mut process = match process {
@@ -65,10 +83,21 @@ impl ChildProcess {
         };
 
         let stdin = process.stdin.take();
-        // Handle stderr by patching it through to a channel in our output struct.
-        let mut child_stderr =
-            std::io::BufRead::lines(BufReader::new(process.stderr.take().unwrap()));
-        let stdout = std::io::BufRead::lines(BufReader::new(process.stdout.take().unwrap()));
+        let (stdout, child_stderr) = match &output {
+            Some(output) => match output.attach(&mut process) {
+                Ok(reader) => (reader, None),
+                Err(error) => {
+                    let _ = process.kill();
+                    let _ = process.wait();
+                    bail!("Failed to attach to the evaluation process's output: {}", error)
+                }
+            },
+            None => (
+                Box::new(process.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                process.stderr.take(),
+            ),
+        };
+        let stdout = std::io::BufRead::lines(BufReader::new(stdout));
 
         // If we already have an Arc<Mutex<>> wrapping an old process, then
         // reuse it, putting our new process into it. If we don't, then create a
@@ -84,16 +113,20 @@ impl ChildProcess {
             None => Arc::new(Mutex::new(process)),
         };
 
-        std::thread::spawn({
-            let stderr_sender = Arc::clone(&stderr_sender);
-            move || {
-                let stderr_sender = stderr_sender.lock().unwrap();
-                while let Some(Ok(line)) = child_stderr.next() {
-                    // Ignore errors, since it just means that the user of the library has dropped the receive end.
-                    let _ = stderr_sender.send(line);
+        // Handle stderr by patching it through to a channel in our output struct.
+        if let Some(child_stderr) = child_stderr {
+            let mut child_stderr = std::io::BufRead::lines(BufReader::new(child_stderr));
+            std::thread::spawn({
+                let stderr_sender = Arc::clone(&stderr_sender);
+                move || {
+                    let stderr_sender = stderr_sender.lock().unwrap();
+                    while let Some(Ok(line)) = child_stderr.next() {
+                        // Ignore errors, since it just means that the user of the library has dropped the receive end.
+                        let _ = stderr_sender.send(line);
+                    }
                 }
-            }
-        });
+            });
+        }
 
         Ok(ChildProcess {
             process_handle,
@@ -102,6 +135,7 @@ impl ChildProcess {
             stdin,
             command,
             stderr_sender,
+            output,
         })
     }
 
@@ -130,6 +164,7 @@ impl ChildProcess {
             Arc::clone(&self.command),
             Some(self.process_handle.clone()),
             Arc::clone(&self.stderr_sender),
+            self.output.clone(),
         )
     }
 

@@ -14,7 +14,6 @@ use crate::code_block::CommandCall;
 use crate::code_block::Segment;
 use crate::code_block::ShellCommand;
 use crate::code_block::{self};
-use crate::crash_guard::CrashGuard;
 use crate::errors::CompilationError;
 use crate::errors::Error;
 use crate::errors::Span;
@@ -45,6 +44,14 @@ impl CommandContext {
         let (eval_context, eval_context_outputs) = EvalContext::new()?;
         let command_context = CommandContext::with_eval_context(eval_context);
         Ok((command_context, eval_context_outputs))
+    }
+
+    /// Like [`CommandContext::new`], with the evaluation process's output read by `output`.
+    pub fn with_child_output(
+        output: Arc<dyn crate::ChildOutput>,
+    ) -> Result<(CommandContext, EvalContextOutputs), Error> {
+        let (eval_context, eval_context_outputs) = EvalContext::with_child_output(output)?;
+        Ok((CommandContext::with_eval_context(eval_context), eval_context_outputs))
     }
 
     pub fn with_eval_context(eval_context: EvalContext) -> CommandContext {
@@ -85,6 +92,11 @@ impl CommandContext {
         self.eval_context.variables_and_types()
     }
 
+    /// Variables with their types and whether they were declared `mut`.
+    pub fn variables(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+        self.eval_context.variables()
+    }
+
     pub fn reset_config(&mut self) {
         self.eval_context.reset_config();
     }
@@ -98,24 +110,9 @@ impl CommandContext {
         to_run: &str,
         callbacks: &mut EvalCallbacks,
     ) -> Result<EvalOutputs, Error> {
-        let mut state = self.eval_context.state();
-        state.clear_non_debug_relevant_fields();
-        let mut guard = CrashGuard::new(|| {
-            eprintln!(
-                r#"
-=============================================================================
-Panic detected. Here's some useful information if you're filing a bug report.
-<CODE>
-{to_run}
-</CODE>
-<STATE>
-{state:?}
-</STATE>"#
-            );
-        });
-        let result = self.execute_with_callbacks_internal(to_run, callbacks);
-        guard.disarm();
-        result
+        // Upstream dumps the cell and the whole state to stderr here when evcxr panics; the
+        // program embedding evcxr reports panics itself (and the dump only filled its log).
+        self.execute_with_callbacks_internal(to_run, callbacks)
     }
 
     fn execute_with_callbacks_internal(

@@ -6,6 +6,7 @@
 // copied, modified, or distributed except according to those terms.
 
 use crate::cargo_metadata;
+use crate::child_process::ChildOutput;
 use crate::child_process::ChildProcess;
 use crate::code_block::CodeBlock;
 use crate::code_block::CodeKind;
@@ -353,16 +354,32 @@ pub struct InputRequest {
 
 pub struct EvalCallbacks<'a> {
     pub input_reader: &'a dyn Fn(InputRequest) -> String,
+    /// Asked before each compile and before the compiled code runs: returning false stops the
+    /// evaluation there with an error (an interrupt that comes between two steps). The embedding
+    /// program also learns from it which step the evaluation is in.
+    pub proceed: &'a dyn Fn(EvalStage) -> bool,
+}
+
+/// The steps of an evaluation that [`EvalCallbacks::proceed`] is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalStage {
+    Compile,
+    Run,
 }
 
 fn default_input_reader(_: InputRequest) -> String {
     String::new()
 }
 
+fn always_proceed(_: EvalStage) -> bool {
+    true
+}
+
 impl Default for EvalCallbacks<'_> {
     fn default() -> Self {
         EvalCallbacks {
             input_reader: &default_input_reader,
+            proceed: &always_proceed,
         }
     }
 }
@@ -422,7 +439,23 @@ impl EvalContext {
     }
 
     pub fn with_subprocess_command(
+        subprocess_command: std::process::Command,
+    ) -> Result<(EvalContext, EvalContextOutputs), Error> {
+        Self::with_subprocess_command_and_output(subprocess_command, None)
+    }
+
+    /// Like [`EvalContext::new`], with the evaluation process's output read by `output`.
+    pub fn with_child_output(
+        output: Arc<dyn ChildOutput>,
+    ) -> Result<(EvalContext, EvalContextOutputs), Error> {
+        fix_path();
+        let current_exe = std::env::current_exe()?;
+        Self::with_subprocess_command_and_output(std::process::Command::new(current_exe), Some(output))
+    }
+
+    fn with_subprocess_command_and_output(
         mut subprocess_command: std::process::Command,
+        output: Option<Arc<dyn ChildOutput>>,
     ) -> Result<(EvalContext, EvalContextOutputs), Error> {
         let parsed_config = toml_parse::ConfigToml::find_then_parse()?;
         let tmpdir_var = parsed_config.get_tmp_dir()?;
@@ -437,7 +470,7 @@ impl EvalContext {
 
         let (stdout_sender, stdout_receiver) = crossbeam_channel::unbounded();
         let (stderr_sender, stderr_receiver) = crossbeam_channel::unbounded();
-        let child_process = ChildProcess::new(subprocess_command, stderr_sender)?;
+        let child_process = ChildProcess::new(subprocess_command, stderr_sender, output)?;
         let initial_state = ContextState::new(initial_config.clone());
         let mut context = EvalContext {
             _tmpdir: opt_tmpdir,
@@ -681,6 +714,14 @@ impl EvalContext {
             .map(|(v, t)| (v.as_str(), t.type_name.as_str()))
     }
 
+    /// Variables with their types and whether they were declared `mut`.
+    pub fn variables(&self) -> impl Iterator<Item = (&str, &str, bool)> {
+        self.committed_state
+            .variable_states
+            .iter()
+            .map(|(v, t)| (v.as_str(), t.type_name.as_str(), t.is_mut))
+    }
+
     pub fn defined_item_names(&self) -> impl Iterator<Item = &str> {
         self.committed_state
             .items_by_name
@@ -742,13 +783,14 @@ impl EvalContext {
         callbacks: &mut EvalCallbacks,
     ) -> Result<EvalOutputs, Error> {
         self.write_cargo_toml(state)?;
-        // Only `let` statements define variables, and only variables need rust-analyzer (for
-        // their types), which may still be warming up: other cells go straight to the compiler.
+        // Only variables whose type is not written out in full (`let v: Vec<u64> = ...` is) need
+        // rust-analyzer, which may still be warming up: other cells go straight to the compiler.
         // (A statement that didn't parse may hide a `let`.)
-        let defines_variables = code_info
-            .nodes
-            .iter()
-            .any(|node| matches!(node.kind(), SyntaxKind::LET_STMT | SyntaxKind::ERROR));
+        let defines_variables = state.untyped_variables
+            || code_info
+                .nodes
+                .iter()
+                .any(|node| node.kind() == SyntaxKind::ERROR);
         let analysis_code = state.analysis_code(user_code.clone());
         let typed = if defines_variables {
             let typed = self.fix_variable_types(state, analysis_code);
@@ -854,6 +896,9 @@ impl EvalContext {
         callbacks: &mut EvalCallbacks,
     ) -> Result<ExecutionArtifacts, Error> {
         let runs_user_code = !user_code.is_empty();
+        if !(callbacks.proceed)(EvalStage::Compile) {
+            bail!("stopped before compiling");
+        }
         let code = state.code_to_compile(user_code, compilation_mode);
         let so_file = self.module.compile(&code, &state.config)?;
 
@@ -889,13 +934,19 @@ impl EvalContext {
     ) -> Result<(), Error> {
         let analyzer = self.analyzer.get();
         analyzer.set_source(code.code_string())?;
+        let Some(variables) = analyzer.top_level_variables("evcxr_analysis_wrapper") else {
+            bail!(
+                "rust-analyzer could not analyse this cell (its view of the dependencies is \
+                 still loading), so the types of its variables are unknown. Run the cell again."
+            );
+        };
         for (
             variable_name,
             VariableInfo {
                 type_name,
                 is_mutable,
             },
-        ) in analyzer.top_level_variables("evcxr_analysis_wrapper")
+        ) in variables
         {
             // We don't want to try to store evcxr_variable_store into itself, so we ignore it.
             if variable_name == "evcxr_variable_store" {
@@ -945,6 +996,9 @@ impl EvalContext {
         // things won't work if the path isn't UTF-8 - apparently that's a thing
         // on some platforms.
         let fn_name = state.current_user_fn_name();
+        if !(callbacks.proceed)(EvalStage::Run) {
+            bail!("stopped before running");
+        }
         self.child_process.send(&format!(
             "LOAD_AND_RUN {} {}",
             so_file.path.to_string_lossy(),
@@ -1286,6 +1340,9 @@ pub struct ContextState {
     async_mode: bool,
     allow_question_mark: bool,
     build_num: i32,
+    /// Set by `apply` when the code defines a variable whose type is not written out in full,
+    /// so rust-analyzer must find it.
+    untyped_variables: bool,
     pub(crate) config: Config,
 }
 
@@ -1302,6 +1359,7 @@ impl ContextState {
             async_mode: false,
             allow_question_mark: false,
             build_num: 0,
+            untyped_variables: false,
             config,
         }
     }
@@ -1470,15 +1528,6 @@ impl ContextState {
     pub fn add_local_dep(&mut self, dep: &str) -> Result<(), Error> {
         let name = cargo_metadata::parse_crate_name(dep)?;
         self.add_dep(&name, &format!("{{ path = \"{dep}\" }}"))
-    }
-
-    /// Clears fields that aren't useful for inclusion in bug reports and which might give away
-    /// things like usernames.
-    pub(crate) fn clear_non_debug_relevant_fields(&mut self) {
-        self.config.tmpdir = PathBuf::from("redacted");
-        if self.config.sccache.is_some() {
-            self.config.sccache = Some(PathBuf::from("redacted"));
-        }
     }
 
     fn apply_custom_errors(
@@ -1852,6 +1901,7 @@ impl ContextState {
     /// code. Things like use-statements will be removed from the returned code,
     /// as they will have been stored in `self`.
     fn apply(&mut self, user_code: CodeBlock, nodes: &[SyntaxNode]) -> Result<CodeBlock, Error> {
+        self.untyped_variables = false;
         for variable_state in self.variable_states.values_mut() {
             variable_state.move_state = VariableMoveState::Available;
         }
@@ -2041,8 +2091,17 @@ impl ContextState {
                 }
             }
             ast::Pat::TuplePat(ref pat_tuple) => {
-                for pat in pat_tuple.fields() {
-                    self.record_new_locals(pat, None, segment, let_stmt_range);
+                // `let (a, b): (A, B) = ...` gives each name its part of the type.
+                let field_types: Vec<Option<ast::Type>> = match opt_ty {
+                    Some(ast::Type::TupleType(tuple))
+                        if tuple.fields().count() == pat_tuple.fields().count() =>
+                    {
+                        tuple.fields().map(Some).collect()
+                    }
+                    _ => pat_tuple.fields().map(|_| None).collect(),
+                };
+                for (pat, ty) in pat_tuple.fields().zip(field_types) {
+                    self.record_new_locals(pat, ty, segment, let_stmt_range);
                 }
             }
             ast::Pat::TupleStructPat(ref pat_tuple) => {
@@ -2070,7 +2129,10 @@ impl ContextState {
         // force the type if rustc is giving us a bad suggestion.
         let type_name = match opt_ty {
             Some(ty) if type_is_fully_specified(&ty) => format!("{}", AstNode::syntax(&ty).text()),
-            _ => "String".to_owned(),
+            _ => {
+                self.untyped_variables = true;
+                "String".to_owned()
+            }
         };
         if let Some(name) = ast::HasName::name(&pat_ident) {
             self.variable_states.insert(

@@ -5,17 +5,12 @@
 // or https://opensource.org/licenses/MIT>, at your option. This file may not be
 // copied, modified, or distributed except according to those terms.
 
-#[cfg(all(unix, not(target_os = "freebsd")))]
-#[macro_use]
-extern crate sig;
-
 #[macro_use]
 mod errors;
 mod cargo_metadata;
 mod child_process;
 mod code_block;
 mod command_context;
-mod crash_guard;
 mod crate_config;
 mod eval_context;
 #[allow(dead_code)]
@@ -28,14 +23,17 @@ mod statement_splitter;
 mod toml_parse;
 mod use_trees;
 
+pub use crate::child_process::ChildOutput;
 pub use crate::command_context::CommandContext;
 pub use crate::errors::CompilationError;
 pub use crate::errors::Error;
 pub use crate::errors::Theme;
 pub use crate::eval_context::EvalCallbacks;
+pub use crate::eval_context::EvalStage;
 pub use crate::eval_context::EvalContext;
 pub use crate::eval_context::EvalContextOutputs;
 pub use crate::eval_context::EvalOutputs;
+pub use crate::module::set_build_progress_handler;
 pub use crate::runtime::runtime_hook;
 pub use rust_analyzer::Completions;
 

@@ -577,6 +577,15 @@ fn run_cargo(
     }
 }
 
+type BuildProgressHandler = Box<dyn Fn(&str) + Send + Sync>;
+static BUILD_PROGRESS: std::sync::OnceLock<BuildProgressHandler> = std::sync::OnceLock::new();
+
+/// Sends cargo's "Compiling <dependency>" lines to `handler` instead of this process's stderr.
+/// Only the first call has an effect.
+pub fn set_build_progress_handler(handler: impl Fn(&str) + Send + Sync + 'static) {
+    let _ = BUILD_PROGRESS.set(Box::new(handler));
+}
+
 /// Process one line from cargo, either copying it to stderr or ignoring.
 ///
 /// At this point it looks for messages about compiling dependency crates.
@@ -586,11 +595,14 @@ fn tee_error_line(line: &[u8]) {
     if let Some(captures) = CRATE_COMPILING.captures(line) {
         let crate_name = captures.get(1).unwrap().as_bytes();
         if crate_name != CRATE_NAME.as_bytes() {
-            // write line and the following nl symbol as it was stripped before
-            std::io::stderr()
-                .write_all(line)
-                .expect("Writing to stderr should not fail");
-            eprintln!();
+            match BUILD_PROGRESS.get() {
+                Some(handler) => handler(&String::from_utf8_lossy(line)),
+                None => {
+                    // write line and the following nl symbol as it was stripped before
+                    let _ = std::io::stderr().write_all(line);
+                    eprintln!();
+                }
+            }
         }
     }
 }

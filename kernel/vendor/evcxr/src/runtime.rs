@@ -87,30 +87,11 @@ impl Runtime {
         Ok(())
     }
 
-    #[cfg(all(unix, not(target_os = "freebsd")))]
-    pub fn install_crash_handlers(&self) {
-        use backtrace::Backtrace;
-        use sig::ffi::Sig;
-        extern "C" fn segfault_handler(signal: i32) {
-            eprintln!(
-                "{}",
-                match signal {
-                    Sig::SEGV => "Segmentation fault.",
-                    Sig::ILL => "Illegal instruction.",
-                    Sig::BUS => "Bus error.",
-                    _ => "Unexpected signal.",
-                }
-            );
-            eprintln!("{:?}", Backtrace::new());
-            std::process::abort();
-        }
-
-        signal!(Sig::SEGV, segfault_handler);
-        signal!(Sig::ILL, segfault_handler);
-        signal!(Sig::BUS, segfault_handler);
-    }
-
-    #[cfg(not(all(unix, not(target_os = "freebsd"))))]
+    /// Upstream installs SIGSEGV/SIGILL/SIGBUS handlers here that print a backtrace of the
+    /// runtime (from inside the signal handler) and then abort. That replaced Rust's own
+    /// stack-overflow report, turned every such crash into SIGABRT and filled the cell with
+    /// the runtime's internals. The default actions are kept instead: the process ends with
+    /// the signal itself, which the embedding program reports.
     pub fn install_crash_handlers(&self) {}
 }
 

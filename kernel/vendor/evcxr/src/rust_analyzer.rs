@@ -197,10 +197,8 @@ impl Analyzer {
                 // Cancellation unwinds out of rust-analyzer's queries; anything else that goes
                 // wrong only means the next cell does the work itself.
                 let warm = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    analyzer.set_source(warm_source).is_ok() && {
-                        analyzer.top_level_variables(WARM_UP_FN);
-                        true
-                    }
+                    analyzer.set_source(warm_source).is_ok()
+                        && analyzer.top_level_variables(WARM_UP_FN).is_some()
                 }))
                 .unwrap_or(false);
                 if warm {
@@ -343,11 +341,17 @@ impl RustAnalyzer {
         Ok(())
     }
 
-    /// Returns top-level variable names and their types in the specified function.
-    pub(crate) fn top_level_variables(&self, function_name: &str) -> HashMap<String, VariableInfo> {
+    /// Returns top-level variable names and their types in the specified function, or None when
+    /// rust-analyzer cannot place the function in a module (its workspace is not loaded, or is
+    /// being reloaded after a Cargo.toml change).
+    pub(crate) fn top_level_variables(
+        &self,
+        function_name: &str,
+    ) -> Option<HashMap<String, VariableInfo>> {
         use ra_ap_syntax::ast::HasModuleItem;
         use ra_ap_syntax::ast::HasName;
         let mut result = HashMap::new();
+        let mut placed = true;
         let db = self.analysis_host.raw_database();
         let sema = ra_ide::Semantics::new(db);
 
@@ -368,10 +372,12 @@ impl RustAnalyzer {
                     let Some(body) = function.body() else {
                         continue;
                     };
-                    let module = sema
-                        .scope(function.syntax())
-                        .map(|scope| scope.module())
-                        .unwrap();
+                    // Upstream unwraps this, which panics while the workspace is not loaded.
+                    let Some(module) = sema.scope(function.syntax()).map(|scope| scope.module())
+                    else {
+                        placed = false;
+                        continue;
+                    };
                     for statement in body.statements() {
                         if let ast::Stmt::LetStmt(let_stmt) = statement
                             && let Some(pat) = let_stmt.pat()
@@ -406,7 +412,7 @@ impl RustAnalyzer {
             }
         });
 
-        result
+        placed.then_some(result)
     }
 
     fn load_cargo_toml(&mut self, change: &mut ra_hir::ChangeWithProcMacros) -> Result<()> {
@@ -804,7 +810,7 @@ mod test {
             }"#
             .to_owned(),
         )?;
-        let var_types = ra.top_level_variables("foo");
+        let var_types = ra.top_level_variables("foo").unwrap();
         assert_eq!(var_types["v1"].type_name, TypeName::named("i32"));
         assert!(var_types["v1"].is_mutable);
         assert_eq!(var_types["v2"].type_name, TypeName::named("&[bool; 1]"));
@@ -822,7 +828,7 @@ mod test {
             }"#
             .to_owned(),
         )?;
-        let var_types = ra.top_level_variables("foo");
+        let var_types = ra.top_level_variables("foo").unwrap();
         assert_eq!(var_types["v1"].type_name, TypeName::named("u16"));
         assert!(!var_types.contains_key("v2"));
 

@@ -75,10 +75,10 @@ impl ConfigToml {
     }
 
     fn find_parse_dir() -> Result<Option<PathBuf>> {
-        let current_path = std::env::current_dir()?.join("evcxr.toml");
-        if current_path.exists() {
-            return Ok(Some(current_path));
-        }
+        // Upstream reads evcxr.toml from the current directory first. A kernel is started in the
+        // notebook's folder, so that would let any folder a user opens configure the compiler
+        // (an `sccache` wrapper, a `tmpdir` whose parents hold a .cargo/config.toml): only the
+        // configuration directory is read.
         let config_path = crate::config_dir();
         if let Some(config_path) = config_path {
             let config_path = config_path.join("evcxr.toml");

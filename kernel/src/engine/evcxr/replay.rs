@@ -1,0 +1,453 @@
+//! Keeping a learner's variables when the evaluation process is lost.
+//!
+//! Functions, types, `use`s and dependencies live in evcxr's state and
+//! survive a lost evaluation process; variables live only in that process.
+//! So the engine records every cell that succeeded ([`Record`]), and when the
+//! process is lost — a crash, or an interrupt that had to stop it — it
+//! rebuilds the variables the process held by running again, quietly, the
+//! cells they came from ([`Record::plan`], [`Plan::code`]).
+//!
+//! Only what the lost variables need is run again: for each variable, the
+//! last cell that bound it with `let`, the cells whose names that cell used
+//! (recursively), and the cells after it that may have changed it (they name
+//! it, and it is `mut` or of a type with interior mutability). A cell that
+//! only printed or timed something is not run again. A cell marked
+//! `// no-replay` on its first line, or one that asked for input, is never
+//! run again: the variables that need it are reported as not restored.
+//!
+//! The chosen cells run as one cell: their statements in order inside a
+//! block that hands back the lost variables, bound with their known types —
+//! one compile, and no wait for rust-analyzer.
+
+use ra_ap_syntax::ast::HasName;
+use ra_ap_syntax::{ast, AstNode, Edition, SourceFile, SyntaxKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The first-line comment that keeps a cell from being run again.
+pub const NO_REPLAY_MARK: &str = "// no-replay";
+
+/// A variable the evaluation process held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Var {
+    pub name: String,
+    pub ty: String,
+    pub mutable: bool,
+}
+
+/// One cell that succeeded.
+#[derive(Debug, Clone)]
+pub struct CellRecord {
+    /// Its execution count, to name it in reports.
+    pub count: u64,
+    /// Its statements, as code that can run again inside a block.
+    statements: Vec<String>,
+    /// Names bound by its top-level `let`s.
+    defines: BTreeSet<String>,
+    /// Every identifier it uses (also inside macros and format strings).
+    names: BTreeSet<String>,
+    /// Why it must not run again, if it must not.
+    keep_out: Option<String>,
+}
+
+impl CellRecord {
+    /// Reads a cell that succeeded.
+    pub fn new(count: u64, code: &str) -> CellRecord {
+        let rust = rust_part(code);
+        let parsed = parse_statements(&rust);
+        let keep_out = if first_code_line(code).is_some_and(|l| l.eq_ignore_ascii_case(NO_REPLAY_MARK)) {
+            Some(format!("cell [{count}] is marked `{NO_REPLAY_MARK}`"))
+        } else if parsed.names.contains("evcxr_input") {
+            Some(format!("cell [{count}] asked for input"))
+        } else {
+            None
+        };
+        CellRecord {
+            count,
+            statements: parsed.statements,
+            defines: parsed.defines,
+            names: parsed.names,
+            keep_out,
+        }
+    }
+
+    pub fn defines(&self) -> &BTreeSet<String> {
+        &self.defines
+    }
+}
+
+/// The cells that succeeded since the evaluation process's variables last
+/// started from nothing (kernel start, `:clear`, `:restart`).
+#[derive(Debug, Default)]
+pub struct Record {
+    cells: Vec<CellRecord>,
+}
+
+/// What to run again after a loss.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// The cells to run again, in order (their execution counts).
+    pub counts: Vec<u64>,
+    /// Variables that running them restores.
+    pub restored: Vec<Var>,
+    /// Variables that cannot be restored, with the reason.
+    pub lost: Vec<(String, String)>,
+    statements: Vec<String>,
+}
+
+impl Record {
+    pub fn push(&mut self, cell: CellRecord) {
+        // Cells that bind nothing and name nothing could never be needed.
+        if !cell.statements.is_empty() {
+            self.cells.push(cell);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.cells.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The cells that rebuild `live` (the variables the lost process held).
+    pub fn plan(&self, live: &[Var]) -> Plan {
+        let end = self.cells.len();
+        let kinds: BTreeMap<&str, &Var> = live.iter().map(|v| (v.name.as_str(), v)).collect();
+        let mut all_needed = BTreeSet::new();
+        let mut plan = Plan::default();
+        for var in live {
+            match self.closure(&var.name, end, &kinds) {
+                Ok(cells) => {
+                    all_needed.extend(cells);
+                    plan.restored.push(var.clone());
+                }
+                Err(why) => plan.lost.push((var.name.clone(), why)),
+            }
+        }
+        for &i in &all_needed {
+            plan.counts.push(self.cells[i].count);
+            plan.statements.extend(self.cells[i].statements.iter().cloned());
+        }
+        plan
+    }
+
+    /// The cells needed for the value `name` had just before cell `before`.
+    fn closure(&self, name: &str, before: usize, live: &BTreeMap<&str, &Var>) -> Result<BTreeSet<usize>, String> {
+        let mut needed = BTreeSet::new();
+        let mut work = vec![(name.to_owned(), before)];
+        let mut seen = BTreeSet::new();
+        while let Some((name, before)) = work.pop() {
+            if !seen.insert((name.clone(), before)) {
+                continue;
+            }
+            let Some(def) = (0..before).rev().find(|&i| self.cells[i].defines.contains(&name)) else {
+                // Not a variable of a recorded cell: a function, type or
+                // method name, or a variable bound where no cell records it.
+                if live.contains_key(name.as_str()) && before == self.cells.len() {
+                    return Err("no successful cell that binds it was recorded".to_owned());
+                }
+                continue;
+            };
+            // Later cells that may have changed it.
+            let changeable = live.get(name.as_str()).is_none_or(|v| v.mutable || !plain_type(&v.ty));
+            let mut cells = vec![def];
+            if changeable {
+                cells.extend((def + 1..before).filter(|&j| self.cells[j].names.contains(&name)));
+            }
+            for i in cells {
+                if needed.insert(i) {
+                    if let Some(why) = &self.cells[i].keep_out {
+                        return Err(why.clone());
+                    }
+                    for used in &self.cells[i].names {
+                        work.push((used.clone(), i));
+                    }
+                }
+            }
+        }
+        Ok(needed)
+    }
+}
+
+impl Plan {
+    /// Nothing to run.
+    pub fn is_empty(&self) -> bool {
+        self.restored.is_empty()
+    }
+
+    /// One cell that runs the chosen cells' statements and binds the
+    /// restored variables with their known types.
+    pub fn code(&self) -> String {
+        let pattern: Vec<String> = self
+            .restored
+            .iter()
+            .map(|v| if v.mutable { format!("mut {}", v.name) } else { v.name.clone() })
+            .collect();
+        let types: Vec<&str> = self.restored.iter().map(|v| v.ty.as_str()).collect();
+        let names: Vec<&str> = self.restored.iter().map(|v| v.name.as_str()).collect();
+        let mut code = format!(
+            "#[allow(unused_mut, unused_variables)]\nlet ({},): ({},) = {{\n",
+            pattern.join(", "),
+            types.join(", ")
+        );
+        for s in &self.statements {
+            code.push_str(s);
+            code.push('\n');
+        }
+        code.push_str(&format!("({},)\n}};\n", names.join(", ")));
+        code
+    }
+}
+
+/// The Rust part of a cell: without the leading lines of `:` commands,
+/// `!` shell commands, comments and blank lines (evcxr's rule).
+fn rust_part(code: &str) -> String {
+    let mut lines = code.lines().peekable();
+    let mut skipped = 0;
+    while let Some(line) = lines.peek() {
+        let t = line.trim_start();
+        if line.starts_with('!') || t.starts_with(':') || line.starts_with("//") || t.is_empty() {
+            skipped += 1;
+            lines.next();
+        } else {
+            break;
+        }
+    }
+    code.lines().skip(skipped).collect::<Vec<_>>().join("\n")
+}
+
+/// The first line that is not blank.
+fn first_code_line(code: &str) -> Option<&str> {
+    code.lines().map(str::trim).find(|l| !l.is_empty())
+}
+
+struct Parsed {
+    statements: Vec<String>,
+    defines: BTreeSet<String>,
+    names: BTreeSet<String>,
+}
+
+fn parse_statements(rust: &str) -> Parsed {
+    let wrapped = format!("fn __threadbook_cell() {{\n{rust}\n}}");
+    let file = SourceFile::parse(&wrapped, Edition::Edition2021).tree();
+    let mut parsed = Parsed { statements: Vec::new(), defines: BTreeSet::new(), names: BTreeSet::new() };
+    let Some(body) = file.syntax().descendants().find_map(ast::Fn::cast).and_then(|f| f.body()) else {
+        return parsed;
+    };
+    let Some(list) = body.stmt_list() else { return parsed };
+    for stmt in list.statements() {
+        match &stmt {
+            // Items are kept by the engine itself.
+            ast::Stmt::Item(_) => continue,
+            ast::Stmt::LetStmt(let_stmt) => {
+                if let Some(pat) = let_stmt.pat() {
+                    for ident in pat.syntax().descendants().filter_map(ast::IdentPat::cast) {
+                        if let Some(name) = ident.name() {
+                            parsed.defines.insert(name.text().to_string());
+                        }
+                    }
+                }
+                parsed.statements.push(stmt.syntax().text().to_string());
+            }
+            ast::Stmt::ExprStmt(e) => {
+                let text = stmt.syntax().text().to_string();
+                // A block-like expression needs no semicolon; anything else gets one.
+                if e.semicolon_token().is_none() && !text.trim_end().ends_with('}') {
+                    parsed.statements.push(format!("{text};"));
+                } else {
+                    parsed.statements.push(text);
+                }
+            }
+        }
+    }
+    if let Some(tail) = list.tail_expr() {
+        parsed.statements.push(format!("let _ = ({});", tail.syntax().text()));
+    }
+    for token in list.syntax().descendants_with_tokens().filter_map(|e| e.into_token()) {
+        match token.kind() {
+            // Uses, not the names a `let` (or fn, closure, ...) binds.
+            SyntaxKind::IDENT if token.parent().is_none_or(|p| p.kind() != SyntaxKind::NAME) => {
+                parsed.names.insert(token.text().to_owned());
+            }
+            // Names captured by format strings: "{total}", "{x:?}".
+            SyntaxKind::STRING => parsed.names.extend(format_args(token.text())),
+            _ => {}
+        }
+    }
+    parsed
+}
+
+/// Identifiers named inside `{…}` of a format string.
+fn format_args(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split('{').skip(1).filter_map(|part| {
+        let name: String = part.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
+    })
+}
+
+/// True for types whose values cannot change behind a shared name: numbers,
+/// strings, the std collections, `Option`, `Box`, `Arc`/`Rc` of such types.
+/// Anything else (cells, locks, atomics, channels, user types) may be changed
+/// by a cell that only mentions it.
+fn plain_type(ty: &str) -> bool {
+    const PLAIN: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64",
+        "bool", "char", "str", "String", "Vec", "VecDeque", "HashMap", "HashSet", "BTreeMap", "BTreeSet",
+        "BinaryHeap", "Option", "Result", "Box", "Arc", "Rc", "Duration", "Instant", "SystemTime", "PathBuf",
+        "std", "core", "alloc", "collections", "vec", "string", "boxed", "sync", "rc", "time", "path", "hash",
+        "map", "set", "hash_map", "hash_set", "btree_map", "btree_set", "vec_deque", "binary_heap", "option",
+        "result", "RandomState", "static",
+    ];
+    ty.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .all(|w| PLAIN.contains(&w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(name: &str, ty: &str, mutable: bool) -> Var {
+        Var { name: name.into(), ty: ty.into(), mutable }
+    }
+
+    fn record(cells: &[&str]) -> Record {
+        let mut r = Record::default();
+        for (i, c) in cells.iter().enumerate() {
+            r.push(CellRecord::new(i as u64 + 1, c));
+        }
+        r
+    }
+
+    #[test]
+    fn a_cell_is_read_into_statements_names_and_bindings() {
+        let c = CellRecord::new(
+            3,
+            ":dep rayon = \"1\"\n// setup\nuse std::collections::HashMap;\nfn helper() -> u32 { 1 }\nlet (a, mut b) = (helper(), 2);\nb += a;\nprintln!(\"{b} {a:?}\");\nb * 2",
+        );
+        assert_eq!(c.defines.iter().cloned().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(c.names.contains("helper") && c.names.contains("b"));
+        assert_eq!(
+            c.statements,
+            [
+                "let (a, mut b) = (helper(), 2);",
+                "b += a;",
+                "println!(\"{b} {a:?}\");",
+                "let _ = (b * 2);",
+            ]
+        );
+        assert!(c.keep_out.is_none());
+    }
+
+    #[test]
+    fn only_the_cells_the_variables_need_are_planned() {
+        let r = record(&[
+            "let data: Vec<u64> = (0..100).collect();",
+            "println!(\"{}\", data.len());",                     // reads only
+            "let total: u64 = data.iter().sum();",
+            "let t0 = std::time::Instant::now(); let _ = data.iter().max();", // timing
+            "let mut log = Vec::new(); log.push(total);",
+            "log.push(1);",                                         // changes a mut
+        ]);
+        let live = [
+            var("data", "Vec<u64>", false),
+            var("total", "u64", false),
+            var("log", "Vec<u64>", true),
+            var("t0", "std::time::Instant", false),
+        ];
+        let plan = r.plan(&live);
+        assert_eq!(plan.counts, [1, 3, 4, 5, 6]);
+        assert!(plan.lost.is_empty());
+        let code = plan.code();
+        assert!(code.starts_with("#[allow(unused_mut, unused_variables)]\nlet (data, total, mut log, t0,): (Vec<u64>, u64, Vec<u64>, std::time::Instant,) = {"), "{code}");
+        assert!(code.trim_end().ends_with("(data, total, log, t0,)\n};"), "{code}");
+        assert!(!code.contains("println"), "the printing cell is not run again: {code}");
+    }
+
+    #[test]
+    fn a_timing_cell_is_skipped_when_nothing_it_binds_is_live() {
+        let r = record(&["let v = vec![1u8; 10];", "let t = std::time::Instant::now(); let n = v.len(); println!(\"{n} {:?}\", t.elapsed());"]);
+        let plan = r.plan(&[var("v", "Vec<u8>", false)]);
+        assert_eq!(plan.counts, [1]);
+    }
+
+    #[test]
+    fn interior_mutability_pulls_in_the_cells_that_use_it() {
+        let r = record(&[
+            "let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));",
+            "hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);",
+            "let frozen = vec![1, 2];",
+            "println!(\"{:?}\", frozen);",
+        ]);
+        let plan = r.plan(&[
+            var("hits", "std::sync::Arc<std::sync::atomic::AtomicU64>", false),
+            var("frozen", "Vec<i32>", false),
+        ]);
+        assert_eq!(plan.counts, [1, 2, 3]);
+    }
+
+    #[test]
+    fn dependencies_are_followed_through_earlier_cells() {
+        let r = record(&["let a = 2;", "let b = a * 10;", "let a = 5;", "let c = b + 1;"]);
+        // `a` is the second binding's value; `c` needs `b`, which needs the first `a`.
+        let plan = r.plan(&[var("a", "i32", false), var("b", "i32", false), var("c", "i32", false)]);
+        assert_eq!(plan.counts, [1, 2, 3, 4]);
+        let code = plan.code();
+        let first_a = code.find("let a = 2;").unwrap();
+        let b = code.find("let b = a * 10;").unwrap();
+        let second_a = code.find("let a = 5;").unwrap();
+        assert!(first_a < b && b < second_a, "cells stay in their order:\n{code}");
+    }
+
+    #[test]
+    fn marked_cells_and_input_are_never_run_again() {
+        let r = record(&[
+            "// no-replay\nlet server = 7;",
+            "let name = evcxr_input::get_string(\"name? \");",
+            "let uses_server = server + 1;",
+            "let fine = 1;",
+        ]);
+        let plan = r.plan(&[
+            var("server", "i32", false),
+            var("name", "String", false),
+            var("uses_server", "i32", false),
+            var("fine", "i32", false),
+        ]);
+        assert_eq!(plan.counts, [4]);
+        assert_eq!(plan.restored, [var("fine", "i32", false)]);
+        let lost: BTreeMap<_, _> = plan.lost.iter().cloned().collect();
+        assert!(lost["server"].contains("no-replay"), "{lost:?}");
+        assert!(lost["uses_server"].contains("cell [1]"), "{lost:?}");
+        assert!(lost["name"].contains("asked for input"), "{lost:?}");
+    }
+
+    #[test]
+    fn a_variable_without_a_recorded_cell_is_named() {
+        let plan = record(&["let a = 1;"]).plan(&[var("ghost", "i32", false)]);
+        assert!(plan.is_empty());
+        assert_eq!(plan.lost.len(), 1);
+        assert_eq!(plan.lost[0].0, "ghost");
+    }
+
+    #[test]
+    fn plain_types_are_recognised() {
+        assert!(plain_type("Vec<u64>"));
+        assert!(plain_type("std::collections::HashMap<String, Vec<(u32, f64)>>"));
+        assert!(plain_type("Arc<[u8]>"));
+        assert!(!plain_type("Arc<Mutex<u64>>"));
+        assert!(!plain_type("std::sync::atomic::AtomicUsize"));
+        assert!(!plain_type("Point"));
+        assert!(!plain_type("std::sync::mpsc::Receiver<u32>"));
+    }
+
+    #[test]
+    fn format_args_find_captured_names() {
+        let names: Vec<String> = format_args("\"{a} {b:?} {{ {0} {c_d:>8}\"").collect();
+        assert_eq!(names, ["a", "b", "c_d"]);
+    }
+}
