@@ -70,7 +70,8 @@ impl Signer {
         // lowercase hex digits. hex::decode also takes upper case, which would
         // let one message travel under many signatures and slip past a history
         // of digests seen. Checks the form only, not the value: no timing leak.
-        if signature.len() != 2 * HMAC_BYTES || !signature.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        let lower_hex = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+        if signature.len() != 2 * HMAC_BYTES || !signature.iter().all(lower_hex) {
             return false;
         }
         let Ok(expected) = hex::decode(signature) else {

@@ -49,7 +49,9 @@ fn json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_filter("JSON text keeps this float", |f| float_survives_json(*f)).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("JSON text keeps this float", |f| float_survives_json(*f))
+            .prop_map(Value::from),
         "\\PC{0,20}".prop_map(Value::String),
         any::<String>().prop_map(Value::String),
     ];
@@ -81,14 +83,16 @@ fn message() -> impl Strategy<Value = RawMessage> {
         json(),
         prop::collection::vec(frame(), 0..3),
     )
-        .prop_map(|(identities, header, parent_header, metadata, content, buffers)| RawMessage {
-            identities,
-            header,
-            parent_header,
-            metadata,
-            content,
-            buffers,
-        })
+        .prop_map(
+            |(identities, header, parent_header, metadata, content, buffers)| RawMessage {
+                identities,
+                header,
+                parent_header,
+                metadata,
+                content,
+                buffers,
+            },
+        )
 }
 
 /// Arbitrary frames, with the delimiter and JSON-looking frames mixed in so
