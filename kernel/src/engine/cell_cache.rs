@@ -350,7 +350,12 @@ fn identity(path: &Path) -> Result<String> {
 /// SHA-256 of a regular file (a device or FIFO named as a source is no
 /// source: None), read in pieces.
 fn sha256_file(path: &Path) -> Option<String> {
-    let mut file = File::open(path).ok()?;
+    // Non-blocking: opening a FIFO would otherwise wait for a writer.
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
     if !file.metadata().ok()?.is_file() {
         return None;
     }
@@ -430,6 +435,12 @@ enum Replay {
 
 /// Reads `entry.json`, refusing one too large to be a real entry.
 fn read_entry(entry_dir: &Path) -> Result<Entry> {
+    let json = read_entry_json(entry_dir)?;
+    serde_json::from_slice(&json).with_context(|| format!("{ENTRY_FILE} is not a valid entry"))
+}
+
+/// The bytes of `entry.json`, at most [`MAX_ENTRY_JSON`] of them.
+fn read_entry_json(entry_dir: &Path) -> Result<Vec<u8>> {
     let (file, meta) = open_entry_file(&entry_dir.join(ENTRY_FILE))?;
     if meta.len() > MAX_ENTRY_JSON {
         bail!(
@@ -442,7 +453,31 @@ fn read_entry(entry_dir: &Path) -> Result<Entry> {
     if json.len() as u64 > MAX_ENTRY_JSON {
         bail!("{ENTRY_FILE} grew past {MAX_ENTRY_JSON} bytes while read");
     }
-    serde_json::from_slice(&json).with_context(|| format!("{ENTRY_FILE} is not a valid entry"))
+    Ok(json)
+}
+
+/// Whether an entry has a readable `entry.json` and every output it names;
+/// a partly deleted one would never replay. Reads only the output names.
+fn entry_is_whole(entry_dir: &Path) -> bool {
+    #[derive(Deserialize)]
+    struct Names {
+        outputs: Vec<Named>,
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        name: String,
+    }
+    let Ok(json) = read_entry_json(entry_dir) else {
+        return false;
+    };
+    let Ok(names) = serde_json::from_slice::<Names>(&json) else {
+        return false;
+    };
+    names.outputs.iter().all(|o| {
+        check_name(&o.name).is_ok()
+            && std::fs::symlink_metadata(entry_dir.join(OUTPUTS_DIR).join(&o.name))
+                .is_ok_and(|m| m.is_file())
+    })
 }
 
 /// Replays the entry in `entry_dir` into `out_dir` (the `--out-dir` of the
@@ -780,8 +815,8 @@ fn entry_size(entry_dir: &Path) -> u64 {
     json + outputs
 }
 
-/// Removes temporary folders left over by killed compiles, entries without
-/// an `entry.json`, and then the least recently used entries until the cache
+/// Removes temporary folders left over by killed compiles, entries missing
+/// their `entry.json` or an output, and then the least recently used entries until the cache
 /// fits in `limit`.
 fn prune(dir: &Path, limit: u64) {
     let Ok(read) = std::fs::read_dir(dir) else {
@@ -808,12 +843,15 @@ fn prune(dir: &Path, limit: u64) {
         }
         let used = std::fs::symlink_metadata(path.join(ENTRY_FILE))
             .ok()
-            .filter(|m| m.is_file())
             .and_then(|m| m.modified().ok());
         match used {
-            Some(used) => entries.push((used, entry_size(&path), path)),
-            // Partly deleted (or not a folder at all): it would never replay.
-            None => remove_entry(&path),
+            Some(used) if entry_is_whole(&path) => entries.push((used, entry_size(&path), path)),
+            // Partly deleted, unreadable, or not a folder at all: it would
+            // never replay.
+            _ => {
+                remove_entry(&path);
+                log_line(dir, &format!("entry {name}: pruned (incomplete)"));
+            }
         }
     }
     let mut total: u64 = entries.iter().map(|e| e.1).sum();
@@ -859,11 +897,16 @@ mod tests {
             std::fs::create_dir(&e).unwrap();
             std::fs::create_dir(e.join(OUTPUTS_DIR)).unwrap();
             std::fs::write(e.join(OUTPUTS_DIR).join("lib"), vec![0u8; 1000]).unwrap();
-            let f = std::fs::File::create(e.join("entry.json")).unwrap();
+            std::fs::write(e.join(ENTRY_FILE), r#"{"outputs": [{"name": "lib"}]}"#).unwrap();
+            let f = File::options()
+                .append(true)
+                .open(e.join(ENTRY_FILE))
+                .unwrap();
             f.set_modified(now - std::time::Duration::from_secs(100 - 10 * i as u64))
                 .unwrap();
         }
-        prune(dir.path(), 2000);
+        // Each entry is 1000 bytes of output and ~30 of entry.json: two fit.
+        prune(dir.path(), 2100);
         let left: Vec<bool> = names.iter().map(|n| dir.path().join(n).exists()).collect();
         assert_eq!(left, vec![false, true, true]);
     }
@@ -1204,6 +1247,29 @@ echo compiled
     }
 
     #[test]
+    fn a_fifo_named_as_a_source_makes_the_entry_stale_without_waiting() {
+        let f = Fixture::new();
+        assert_eq!(f.compile().0, 0);
+        let fifo = f.root.path().join("fifo");
+        assert!(Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let mut v = f.entry_json();
+        let sources = v["sources"].as_array_mut().unwrap();
+        sources.push(serde_json::json!([fifo, "0".repeat(64)]));
+        f.set_entry_json(&v);
+        assert_eq!(f.compile().0, 0);
+        assert_eq!(f.runs(), 2);
+        let log = f.log();
+        assert!(
+            log.contains("stale") && log.contains("fifo changed"),
+            "{log}"
+        );
+    }
+
+    #[test]
     fn a_symlinked_output_is_refused() {
         refused_and_recompiled(
             |f| {
@@ -1330,11 +1396,18 @@ echo compiled
             .unwrap()
             .set_modified(old)
             .unwrap();
-        let (good, broken, junk) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
-        for n in [&good, &broken] {
+        let [good, no_json, no_output, garbage, junk] =
+            ["a", "b", "c", "d", "e"].map(|c| c.repeat(64));
+        for n in [&good, &no_json, &no_output, &garbage] {
             std::fs::create_dir_all(d(n).join(OUTPUTS_DIR)).unwrap();
         }
-        std::fs::write(d(&good).join(ENTRY_FILE), "{}").unwrap();
+        let names = r#"{"outputs": [{"name": "libctx.so"}, {"name": "ctx.d"}], "status": 0}"#;
+        for n in [&good, &no_output] {
+            std::fs::write(d(n).join(ENTRY_FILE), names).unwrap();
+            std::fs::write(d(n).join(OUTPUTS_DIR).join("libctx.so"), "lib").unwrap();
+        }
+        std::fs::write(d(&good).join(OUTPUTS_DIR).join("ctx.d"), "dep-info").unwrap();
+        std::fs::write(d(&garbage).join(ENTRY_FILE), "{not json").unwrap();
         std::fs::write(d(&junk), "not a folder").unwrap();
         std::fs::write(d(LOG_FILE), "a line\n").unwrap();
         prune(dir.path(), u64::MAX);
@@ -1345,6 +1418,10 @@ echo compiled
             .collect();
         left.sort();
         assert_eq!(left, vec![".tmp-2-0".to_owned(), good, LOG_FILE.to_owned()]);
+        let log = std::fs::read_to_string(d(LOG_FILE)).unwrap();
+        for n in [&no_json, &no_output, &garbage, &junk] {
+            assert!(log.contains(&format!("entry {n}: pruned")), "{log}");
+        }
     }
 
     #[test]
