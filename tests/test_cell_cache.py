@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -139,7 +140,9 @@ def assert_recorded_anew(entry: Path) -> None:
 def run_tampered(cache_root: Path, tamper: Callable[[Path, dict], None], why: str) -> None:
     """Tampers with every recorded library, then checks that a new session
     still answers right, refusing (and logging) each tampered entry and
-    recording it again under the same key."""
+    recording it again under the same key. An entry is refused when its cell
+    looks it up ("rejected"), or earlier by the sweep after another cell's
+    recording ("pruned"), when the flaw shows without knowing the out-dir."""
     libs = library_entries(cache_root)
     assert libs, "the cells recorded their libraries"
     keys = entries(cache_root)
@@ -153,7 +156,7 @@ def run_tampered(cache_root: Path, tamper: Callable[[Path, dict], None], why: st
 
     new_lines = log_lines(cache_root)[logged:]
     for entry in libs:
-        said = [l for l in new_lines if f"entry {entry.name}: rejected" in l]
+        said = [l for l in new_lines if re.search(f"entry {entry.name}: (rejected|pruned) ", l)]
         assert len(said) == 1, f"one line says why {entry.name} was refused: {new_lines}"
         assert why in said[0], said[0]
         assert_recorded_anew(entry)

@@ -456,9 +456,9 @@ fn read_entry_json(entry_dir: &Path) -> Result<Vec<u8>> {
     Ok(json)
 }
 
-/// Whether an entry has a readable `entry.json` and every output it names;
-/// a partly deleted one would never replay. Reads only the output names.
-fn entry_is_whole(entry_dir: &Path) -> bool {
+/// Checks that an entry has a readable `entry.json` and every output it
+/// names (a partly deleted one would never replay); reads only the names.
+fn check_whole(entry_dir: &Path) -> Result<()> {
     #[derive(Deserialize)]
     struct Names {
         outputs: Vec<Named>,
@@ -467,17 +467,17 @@ fn entry_is_whole(entry_dir: &Path) -> bool {
     struct Named {
         name: String,
     }
-    let Ok(json) = read_entry_json(entry_dir) else {
-        return false;
-    };
-    let Ok(names) = serde_json::from_slice::<Names>(&json) else {
-        return false;
-    };
-    names.outputs.iter().all(|o| {
-        check_name(&o.name).is_ok()
-            && std::fs::symlink_metadata(entry_dir.join(OUTPUTS_DIR).join(&o.name))
-                .is_ok_and(|m| m.is_file())
-    })
+    let json = read_entry_json(entry_dir)?;
+    let names: Names = serde_json::from_slice(&json)
+        .with_context(|| format!("{ENTRY_FILE} is not a valid entry"))?;
+    for o in &names.outputs {
+        check_name(&o.name)?;
+        let stored = std::fs::symlink_metadata(entry_dir.join(OUTPUTS_DIR).join(&o.name));
+        if !stored.is_ok_and(|m| m.is_file()) {
+            bail!("output {:?} is missing", o.name);
+        }
+    }
+    Ok(())
 }
 
 /// Replays the entry in `entry_dir` into `out_dir` (the `--out-dir` of the
@@ -841,16 +841,15 @@ fn prune(dir: &Path, limit: u64) {
         if !is_key(&name) {
             continue;
         }
-        let used = std::fs::symlink_metadata(path.join(ENTRY_FILE))
-            .ok()
-            .and_then(|m| m.modified().ok());
-        match used {
-            Some(used) if entry_is_whole(&path) => entries.push((used, entry_size(&path), path)),
-            // Partly deleted, unreadable, or not a folder at all: it would
-            // never replay.
-            _ => {
+        // Partly deleted, unreadable, or not a folder at all: it would never
+        // replay. Least recently used goes by entry.json's time.
+        let whole = check_whole(&path)
+            .and_then(|()| Ok(std::fs::symlink_metadata(path.join(ENTRY_FILE))?.modified()?));
+        match whole {
+            Ok(used) => entries.push((used, entry_size(&path), path)),
+            Err(e) => {
                 remove_entry(&path);
-                log_line(dir, &format!("entry {name}: pruned (incomplete)"));
+                log_line(dir, &format!("entry {name}: pruned ({e:#})"));
             }
         }
     }
@@ -1419,8 +1418,16 @@ echo compiled
         left.sort();
         assert_eq!(left, vec![".tmp-2-0".to_owned(), good, LOG_FILE.to_owned()]);
         let log = std::fs::read_to_string(d(LOG_FILE)).unwrap();
-        for n in [&no_json, &no_output, &garbage, &junk] {
-            assert!(log.contains(&format!("entry {n}: pruned")), "{log}");
+        for (n, why) in [
+            (&no_json, "cannot open"),
+            (&no_output, "output \"ctx.d\" is missing"),
+            (&garbage, "not a valid entry"),
+            (&junk, "cannot open"),
+        ] {
+            let line = log
+                .lines()
+                .find(|l| l.contains(&format!("entry {n}: pruned (")));
+            assert!(line.is_some_and(|l| l.contains(why)), "{n}: {why}: {log}");
         }
     }
 
