@@ -8,8 +8,12 @@ starts share a cache with each other and with nothing else.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -33,7 +37,7 @@ def session(cache_root: Path, cells: list[str]) -> list:
 
 def entries(cache_root: Path) -> set[str]:
     cells = cache_root / "cells"
-    return {p.name for p in cells.iterdir() if not p.name.startswith(".")} if cells.exists() else set()
+    return {p.name for p in cells.iterdir() if p.is_dir() and not p.name.startswith(".")} if cells.exists() else set()
 
 
 def summary(res) -> tuple:
@@ -89,3 +93,117 @@ def test_cache_off_records_nothing(cache_root):
     finally:
         stop_kernel(km, kc)
     assert entries(cache_root) == set()
+
+
+# --- a tampered cache entry is refused, recompiled and recorded anew ------------
+
+TAMPER_CELLS = ["fn answer() -> u64 { 6 * 7 }", "answer()"]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def library_entries(cache_root: Path) -> dict[Path, dict]:
+    """Entries that recorded a shared library (successful compiles): dir -> its output."""
+    found = {}
+    for key in entries(cache_root):
+        entry = cache_root / "cells" / key
+        record = json.loads((entry / "entry.json").read_text())
+        libs = [o for o in record["outputs"] if o["name"].endswith(".so")]
+        if libs:
+            found[entry] = libs[0]
+    return found
+
+
+def edit_output(entry: Path, name: str, change: Callable[[dict], None]) -> None:
+    path = entry / "entry.json"
+    record = json.loads(path.read_text())
+    change(next(o for o in record["outputs"] if o["name"] == name))
+    path.write_text(json.dumps(record))
+
+
+def log_lines(cache_root: Path) -> list[str]:
+    log = cache_root / "cells" / "cache.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def assert_recorded_anew(entry: Path) -> None:
+    """The entry is a fresh recording: plain names, in the out-dir, hashes that match."""
+    record = json.loads((entry / "entry.json").read_text())
+    for o in record["outputs"]:
+        assert "/" not in o["name"] and o["name"] not in (".", "..")
+        assert Path(o["dest"]).name == o["name"]
+        assert sha256(entry / "out" / o["name"]) == o["sha256"], o["name"]
+
+
+def run_tampered(cache_root: Path, tamper: Callable[[Path, dict], None], why: str) -> None:
+    """Tampers with every recorded library, then checks that a new session
+    still answers right, refusing (and logging) each tampered entry and
+    recording it again under the same key. An entry is refused when its cell
+    looks it up ("rejected"), or earlier by the sweep after another cell's
+    recording ("pruned"), when the flaw shows without knowing the out-dir."""
+    libs = library_entries(cache_root)
+    assert libs, "the cells recorded their libraries"
+    keys = entries(cache_root)
+    logged = len(log_lines(cache_root))
+    for entry, lib in libs.items():
+        tamper(entry, lib)
+
+    res = session(cache_root, TAMPER_CELLS)
+    assert [r.status for r in res] == ["ok", "ok"], [r.describe() for r in res]
+    assert res[1].result_text() == "42"
+
+    new_lines = log_lines(cache_root)[logged:]
+    for entry in libs:
+        said = [l for l in new_lines if re.search(f"entry {entry.name}: (rejected|pruned) ", l)]
+        assert len(said) == 1, f"one line says why {entry.name} was refused: {new_lines}"
+        assert why in said[0], said[0]
+        assert_recorded_anew(entry)
+    assert entries(cache_root) == keys, "recompiled under the same keys"
+
+
+def test_changed_library_bytes_are_refused_and_recompiled(cache_root):
+    first = session(cache_root, TAMPER_CELLS)
+    assert first[1].result_text() == "42", first[1].describe()
+
+    def corrupt(entry: Path, lib: dict) -> None:
+        stored = entry / "out" / lib["name"]
+        data = bytearray(stored.read_bytes())
+        data[:64] = bytes(64)  # no ELF header left: loading it would fail the cell
+        stored.write_bytes(bytes(data))
+
+    run_tampered(cache_root, corrupt, "has SHA-256")
+
+
+def test_outputs_pointed_outside_the_out_dir_are_refused(cache_root, tmp_path):
+    first = session(cache_root, TAMPER_CELLS)
+    assert first[1].result_text() == "42", first[1].describe()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def dest_outside(entry: Path, lib: dict) -> None:
+        edit_output(entry, lib["name"], lambda o: o.update(dest=str(outside / lib["name"])))
+
+    run_tampered(cache_root, dest_outside, "records destination")
+
+    def dot_dot_name(entry: Path, lib: dict) -> None:
+        # Consistent otherwise: the file the name reaches in the entry holds
+        # the right bytes, and dest follows the name.
+        name = "../escaped-" + lib["name"]
+        (entry / "out" / name).write_bytes((entry / "out" / lib["name"]).read_bytes())
+        out_dir = Path(lib["dest"]).parent
+        edit_output(entry, lib["name"], lambda o: o.update(name=name, dest=str(out_dir / name)))
+
+    run_tampered(cache_root, dot_dot_name, "is not a plain file name")
+
+    def absolute_name(entry: Path, lib: dict) -> None:
+        planted = str(outside / ("planted-" + lib["name"]))
+        edit_output(entry, lib["name"], lambda o: o.update(name=planted, dest=planted))
+
+    run_tampered(cache_root, absolute_name, "is not a plain file name")
+
+    assert list(outside.iterdir()) == [], "nothing written outside the out-dir"
+    out_dirs = {Path(lib["dest"]).parent for lib in library_entries(cache_root).values()}
+    for d in out_dirs:
+        assert not list(d.parent.glob("escaped-*")), "nothing written beside the out-dir"

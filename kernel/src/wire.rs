@@ -11,6 +11,8 @@ use sha2::Sha256;
 pub const DELIMITER: &[u8] = b"<IDS|MSG>";
 
 type HmacSha256 = Hmac<Sha256>;
+/// Length of an HMAC-SHA256 digest.
+const HMAC_BYTES: usize = 32;
 
 /// Why an incoming multipart message was refused. Refused messages are logged
 /// and dropped: never executed, never answered.
@@ -64,6 +66,14 @@ impl Signer {
         let Some(mut mac) = self.mac() else {
             return true;
         };
+        // Only the spelling `sign` makes (and jupyter_client compares): 64
+        // lowercase hex digits. hex::decode also takes upper case, which would
+        // let one message travel under many signatures and slip past a history
+        // of digests seen. Checks the form only, not the value: no timing leak.
+        let lower_hex = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+        if signature.len() != 2 * HMAC_BYTES || !signature.iter().all(lower_hex) {
+            return false;
+        }
         let Ok(expected) = hex::decode(signature) else {
             return false;
         };
@@ -203,6 +213,13 @@ mod tests {
         assert_eq!(
             RawMessage::decode(garbage, &Signer::new("one")),
             Err(WireError::BadSignature)
+        );
+        let mut upper = sample().encode(&Signer::new("one"));
+        upper[2] = upper[2].to_ascii_uppercase();
+        assert_eq!(
+            RawMessage::decode(upper, &Signer::new("one")),
+            Err(WireError::BadSignature),
+            "the same digest in upper case is another signature"
         );
     }
 
