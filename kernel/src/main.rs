@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use threadbook::engine::{capture, cell_cache, evcxr_engine::EvcxrEngine, mock::MockEngine, Engine, EngineFactory};
+use threadbook::engine::{capture, cell_cache, evcxr_engine::EvcxrEngine, mock, Engine, EngineFactory};
 use threadbook::install::{self, Target};
 use threadbook::server::{Kernel, KernelConfig, Stop};
 
@@ -142,7 +142,12 @@ fn prepare_toolchain_env(tc: &Toolchain) {
 
 fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     threadbook::logging::init();
+    threadbook::pipeline::install_panic_hook();
     let connection = threadbook::connection::ConnectionInfo::from_file(&connection_file)?;
+    for warning in connection.warnings() {
+        log::warn!("{warning}");
+    }
+    let ipc_files = connection.ipc_paths();
     // Environment for the evaluation process, set while this process still
     // has one thread.
     std::env::set_var("THREADBOOK_KERNEL", "1");
@@ -155,7 +160,7 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     }
 
     let engine: EngineFactory = if mock {
-        Box::new(|out| Ok(Box::new(MockEngine::new(out)) as Box<dyn Engine>))
+        Box::new(mock::start)
     } else {
         Box::new(|out| Ok(Box::new(EvcxrEngine::new(out)?) as Box<dyn Engine>))
     };
@@ -185,6 +190,9 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     let stop = kernel.wait();
     log::info!("stopping: {stop:?}");
     if let Some(p) = std::env::var_os(capture::IO_ENV) {
+        let _ = std::fs::remove_file(p);
+    }
+    for p in ipc_files {
         let _ = std::fs::remove_file(p);
     }
     std::process::exit(0);
