@@ -51,6 +51,39 @@ impl ConnectionInfo {
         Ok(())
     }
 
+    /// What is risky about this connection, one sentence each, for the log
+    /// at start: an empty key turns signing off (anyone who can reach a port
+    /// runs code), and a tcp address that is not loopback is reachable from
+    /// other machines.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.key.is_empty() {
+            out.push(
+                "the connection file's key is empty: messages are neither signed nor checked, \
+                 so anyone who can reach the kernel's ports can run code"
+                    .to_owned(),
+            );
+        }
+        if self.transport == "tcp" && !is_loopback(&self.ip) {
+            out.push(format!(
+                "the kernel listens on {}, not a loopback address: it can be reached from other machines",
+                self.ip
+            ));
+        }
+        out
+    }
+
+    /// The socket files of an ipc connection (none for tcp), to remove at exit.
+    pub fn ipc_paths(&self) -> Vec<std::path::PathBuf> {
+        if self.transport != "ipc" {
+            return Vec::new();
+        }
+        [self.shell_port, self.iopub_port, self.stdin_port, self.control_port, self.hb_port]
+            .iter()
+            .map(|port| std::path::PathBuf::from(format!("{}-{}", self.ip, port)))
+            .collect()
+    }
+
     /// The ZeroMQ endpoint for a port: `tcp://ip:port`, or `ipc://ip-port`
     /// as jupyter_client names ipc sockets.
     pub fn endpoint(&self, port: u16) -> String {
@@ -58,6 +91,13 @@ impl ConnectionInfo {
             "ipc" => format!("ipc://{}-{}", self.ip, port),
             _ => format!("tcp://{}:{}", self.ip, port),
         }
+    }
+}
+
+fn is_loopback(ip: &str) -> bool {
+    match ip.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        Ok(addr) => addr.is_loopback(),
+        Err(_) => ip.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -86,5 +126,30 @@ mod tests {
         let err = info(&format!("{{{BASE}, \"signature_scheme\": \"hmac-md5\"}}")).unwrap_err();
         assert!(err.to_string().contains("hmac-md5"), "{err}");
         assert!(info(&format!("{{{BASE}}}")).is_ok(), "scheme defaults to hmac-sha256");
+    }
+
+    #[test]
+    fn risky_connections_are_named() {
+        let safe = info(&format!("{{{BASE}}}")).unwrap();
+        assert!(safe.warnings().is_empty());
+        let open = info(&format!("{{{}}}", BASE.replace("127.0.0.1", "0.0.0.0"))).unwrap();
+        assert!(open.warnings()[0].contains("0.0.0.0"), "{:?}", open.warnings());
+        let unsigned = info(&format!("{{{}}}", BASE.replace("\"key\": \"k\"", "\"key\": \"\""))).unwrap();
+        assert!(unsigned.warnings()[0].contains("key is empty"));
+        for ip in ["127.0.0.1", "127.5.5.5", "::1", "localhost"] {
+            assert!(is_loopback(ip), "{ip}");
+        }
+        for ip in ["0.0.0.0", "*", "192.168.1.2", "example.org"] {
+            assert!(!is_loopback(ip), "{ip}");
+        }
+    }
+
+    #[test]
+    fn ipc_paths_follow_the_endpoints() {
+        let ipc = info(&format!("{{{BASE}, \"transport\": \"ipc\"}}")).unwrap();
+        let paths = ipc.ipc_paths();
+        assert_eq!(paths.len(), 5);
+        assert_eq!(format!("ipc://{}", paths[0].display()), ipc.endpoint(1));
+        assert!(info(&format!("{{{BASE}}}")).unwrap().ipc_paths().is_empty());
     }
 }

@@ -1,9 +1,19 @@
 //! In-memory history of the cells executed in this session, answering
 //! `history_request` (tail, range, search with `*`/`?` globs, unique, n).
+//! Bounded: past [`MAX_ENTRIES`] entries or [`MAX_BYTES`] of text the oldest
+//! entries are forgotten, so a long session cannot grow the kernel without end.
 
-use crate::messages::HistoryRequest;
-use serde_json::{json, Value};
+use crate::protocol::{cut_text, HistoryEntry, HistoryReply, HistoryRequest};
+use std::collections::VecDeque;
 use wildmatch::WildMatch;
+
+/// Entries kept (a long course session runs a few hundred cells).
+pub const MAX_ENTRIES: usize = 10_000;
+/// Input and output text kept, in bytes.
+pub const MAX_BYTES: usize = 32 << 20;
+/// One result's text/plain kept with its cell, in bytes (it is a summary, not
+/// the output itself).
+const MAX_OUTPUT_BYTES: usize = 64 << 10;
 
 /// Session number used in replies: the current session is always 0 here,
 /// as ipykernel reports for an in-memory history.
@@ -16,19 +26,29 @@ struct Entry {
     output: Option<String>,
 }
 
+impl Entry {
+    fn bytes(&self) -> usize {
+        self.input.len() + self.output.as_ref().map_or(0, String::len)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct History {
-    entries: Vec<Entry>,
+    entries: VecDeque<Entry>,
+    bytes: usize,
 }
 
 impl History {
     /// Records a cell stored under `execution_count`.
     pub fn record(&mut self, execution_count: u64, input: &str) {
-        self.entries.push(Entry {
+        let entry = Entry {
             line: execution_count as i64,
-            input: input.to_owned(),
+            input: cut_text(input, MAX_BYTES),
             output: None,
-        });
+        };
+        self.bytes += entry.bytes();
+        self.entries.push_back(entry);
+        self.trim();
     }
 
     /// Attaches the text/plain result to the latest entry with that count.
@@ -39,11 +59,31 @@ impl History {
             .rev()
             .find(|e| e.line == execution_count as i64)
         {
-            e.output = Some(text.to_owned());
+            self.bytes -= e.bytes();
+            e.output = Some(cut_text(text, MAX_OUTPUT_BYTES));
+            self.bytes += e.bytes();
+        }
+        self.trim();
+    }
+
+    /// Forgets the oldest entries past the bounds (the newest is always kept).
+    fn trim(&mut self) {
+        while self.entries.len() > 1 && (self.entries.len() > MAX_ENTRIES || self.bytes > MAX_BYTES) {
+            if let Some(old) = self.entries.pop_front() {
+                self.bytes -= old.bytes();
+            }
         }
     }
 
-    pub fn reply(&self, req: &HistoryRequest) -> Value {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn reply(&self, req: &HistoryRequest) -> HistoryReply {
         let picked: Vec<&Entry> = match req.hist_access_type.as_str() {
             "tail" => {
                 let n = req.n.unwrap_or(10);
@@ -82,23 +122,34 @@ impl History {
             }
             _ => Vec::new(),
         };
-        let history: Vec<Value> = picked
+        let history = picked
             .into_iter()
             .map(|e| {
                 if req.output {
-                    json!([SESSION, e.line, [e.input, e.output]])
+                    HistoryEntry::WithOutput(SESSION, e.line, (e.input.clone(), e.output.clone()))
                 } else {
-                    json!([SESSION, e.line, e.input])
+                    HistoryEntry::Input(SESSION, e.line, e.input.clone())
                 }
             })
             .collect();
-        json!({ "status": "ok", "history": history })
+        HistoryReply { status: "ok", history }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
+
+    trait Json {
+        fn json(self) -> Value;
+    }
+
+    impl Json for HistoryReply {
+        fn json(self) -> Value {
+            serde_json::to_value(self).unwrap()
+        }
+    }
 
     fn req(kind: &str, f: impl FnOnce(&mut HistoryRequest)) -> HistoryRequest {
         let mut r = HistoryRequest {
@@ -127,7 +178,7 @@ mod tests {
 
     #[test]
     fn tail_returns_last_n() {
-        let v = sample().reply(&req("tail", |r| r.n = Some(2)));
+        let v = sample().reply(&req("tail", |r| r.n = Some(2))).json();
         assert_eq!(v["history"], json!([[0, 4, "a + 1"], [0, 5, "println!(\"x\")"]]));
     }
 
@@ -136,24 +187,24 @@ mod tests {
         let v = sample().reply(&req("range", |r| {
             r.start = 2;
             r.stop = 4
-        }));
+        })).json();
         assert_eq!(v["history"], json!([[0, 2, "a + 1"], [0, 3, "let b = 2;"]]));
     }
 
     #[test]
     fn search_globs_unique_and_n() {
         let h = sample();
-        let v = h.reply(&req("search", |r| r.pattern = "let *".into()));
+        let v = h.reply(&req("search", |r| r.pattern = "let *".into())).json();
         assert_eq!(v["history"].as_array().unwrap().len(), 2);
         let v = h.reply(&req("search", |r| {
             r.pattern = "a ? 1".into();
             r.unique = true
-        }));
+        })).json();
         assert_eq!(v["history"], json!([[0, 4, "a + 1"]]));
         let v = h.reply(&req("search", |r| {
             r.pattern = "*".into();
             r.n = Some(1)
-        }));
+        })).json();
         assert_eq!(v["history"], json!([[0, 5, "println!(\"x\")"]]));
     }
 
@@ -163,7 +214,27 @@ mod tests {
             r.start = 2;
             r.stop = 3;
             r.output = true
-        }));
+        })).json();
         assert_eq!(v["history"], json!([[0, 2, ["a + 1", "2"]]]));
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut h = History::default();
+        for i in 0..(MAX_ENTRIES as u64 + 10) {
+            h.record(i + 1, "x");
+        }
+        assert_eq!(h.len(), MAX_ENTRIES);
+        let big = "y".repeat(MAX_BYTES / 3 + 1);
+        for i in 0..4 {
+            h.record(100_000 + i, &big);
+        }
+        assert!(h.bytes <= MAX_BYTES, "{} bytes kept", h.bytes);
+        h.record_output(100_003, &"z".repeat(1 << 20));
+        assert_eq!(h.entries.back().unwrap().output.as_ref().unwrap().len(), MAX_OUTPUT_BYTES);
+        let huge = "w".repeat(MAX_BYTES + 10);
+        h.record(200_000, &huge);
+        assert_eq!(h.len(), 1, "one oversized cell is cut and kept alone");
+        assert!(h.bytes <= MAX_BYTES);
     }
 }

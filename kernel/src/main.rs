@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use threadbook::engine::{cell_cache, evcxr::EvcxrEngine, mock::MockEngine, Engine, EngineFactory};
+use threadbook::engine::{cell_cache, evcxr::EvcxrEngine, mock, Engine, EngineFactory};
 use threadbook::lifecycle;
 use threadbook::install::{self, Target};
 use threadbook::server::{Kernel, KernelConfig, Stop};
@@ -153,7 +153,12 @@ fn prepare_toolchain_env(tc: &Toolchain) {
 
 fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     threadbook::logging::init();
+    threadbook::pipeline::install_panic_hook();
     let connection = threadbook::connection::ConnectionInfo::from_file(&connection_file)?;
+    for warning in connection.warnings() {
+        log::warn!("{warning}");
+    }
+    let ipc_files = connection.ipc_paths();
     // Environment for the evaluation process and the tools, set while this
     // process still has one thread.
     std::env::set_var("THREADBOOK_KERNEL", "1");
@@ -167,7 +172,7 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     }
 
     let engine: EngineFactory = if mock {
-        Box::new(|out| Ok(Box::new(MockEngine::new(out)) as Box<dyn Engine>))
+        Box::new(mock::start)
     } else {
         Box::new(|out| Ok(Box::new(EvcxrEngine::new(out)?) as Box<dyn Engine>))
     };
@@ -198,6 +203,9 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     log::info!("threadbook {} ready ({})", env!("CARGO_PKG_VERSION"), connection_file.display());
     let stop = kernel.wait();
     log::info!("stopping: {stop:?}");
+    for p in ipc_files {
+        let _ = std::fs::remove_file(p);
+    }
     drop(slot);
     std::process::exit(0);
 }

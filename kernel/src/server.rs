@@ -3,26 +3,43 @@
 //! | thread | sockets | job |
 //! |---|---|---|
 //! | heartbeat | hb REP | echoes bytes |
-//! | iopub | iopub XPUB | sends every broadcast, in order; welcomes subscribers |
+//! | iopub | iopub XPUB | the output router ([`crate::iopub`]): every broadcast, in order |
 //! | control | control ROUTER | kernel_info, interrupt, shutdown — answered while a cell runs |
-//! | shell | shell ROUTER, reply PULL | decodes requests, answers the cheap ones at once, queues the rest for the engine, sends the engine's replies |
-//! | engine | stdin ROUTER, reply PUSH | builds the engine, runs cells, complete/inspect, asks for input |
+//! | shell | shell ROUTER, replies PULL | receives, verifies and decodes requests, queues them for the executor, sends the replies |
+//! | executor | replies PUSH | answers shell requests in arrival order ([`crate::executor`]) |
+//! | engine | stdin ROUTER | owns the engine; runs the executor's calls |
 //!
-//! Requests are dispatched by the handlers in [`crate::dispatch`]; this file
-//! only moves frames.
+//! Every socket has a maximum message size, set before it binds: a peer that
+//! announces a bigger frame is disconnected by ZeroMQ before the frame is
+//! read into memory, so nothing unauthenticated can make the kernel buffer
+//! or hash more than that.
 
 use crate::connection::ConnectionInfo;
-use crate::dispatch::{self, Job, KernelState};
+use crate::dispatch::{self, Channel, Handler};
 use crate::engine::EngineFactory;
-use crate::iopub::{IopubEvent, Output, Publisher};
-use crate::messages::Header;
-use crate::wire::{RawMessage, Signer};
+use crate::executor::{self, Executor, Job};
+use crate::iopub::{self, Publisher};
+use crate::pipeline::{survive, Answer, Shared, Then};
+pub use crate::pipeline::Stop;
+use crate::protocol::{ExecutionState, Incoming, Reply};
+use crate::wire::Signer;
 use anyhow::{Context, Result};
-use crossbeam_channel::{Receiver, Sender};
-use serde_json::json;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::fmt::Display;
 use std::time::Duration;
 
 const REPLY_ENDPOINT: &str = "inproc://threadbook-shell-replies";
+
+/// Largest frame a client may send on shell, control and stdin. Requests
+/// are code cells, completions and input lines (kilobytes); comm messages
+/// from widgets can carry file uploads or array buffers of some MiB. 64 MiB
+/// is far above all of those and bounds what an unauthenticated peer can
+/// make the kernel hold per frame.
+pub const MAX_REQUEST_BYTES: i64 = 64 << 20;
+/// The heartbeat echoes what it gets; jupyter_client sends `b"ping"`.
+pub const MAX_HEARTBEAT_BYTES: i64 = 1024;
+/// What arrives on iopub: subscriptions (a topic prefix; clients send `""`).
+pub const MAX_SUBSCRIPTION_BYTES: i64 = 64 << 10;
 
 /// What a kernel needs to start.
 pub struct KernelConfig {
@@ -31,16 +48,9 @@ pub struct KernelConfig {
     pub rustc_version: String,
 }
 
-/// Why the kernel is stopping.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Stop {
-    Shutdown { restart: bool },
-    Signal,
-}
-
 /// A running kernel: sockets bound, threads started.
 pub struct Kernel {
-    state: KernelState,
+    shared: Shared,
     stop_rx: Receiver<Stop>,
 }
 
@@ -52,11 +62,12 @@ struct Sockets {
     hb: zmq::Socket,
 }
 
-fn bind(ctx: &zmq::Context, kind: zmq::SocketType, endpoint: &str) -> Result<zmq::Socket> {
+fn bind(ctx: &zmq::Context, kind: zmq::SocketType, endpoint: &str, max_bytes: i64) -> Result<zmq::Socket> {
     let s = ctx.socket(kind)?;
     s.set_linger(1000)?;
+    s.set_maxmsgsize(max_bytes)?;
     if kind == zmq::ROUTER {
-        // Fail loudly rather than silently dropping a reply to a gone peer.
+        // A reply to a peer that is gone is dropped, not an error.
         s.set_router_mandatory(false)?;
     }
     s.bind(endpoint)
@@ -72,11 +83,11 @@ impl Kernel {
         conn.validate()?;
         let ctx = zmq::Context::new();
         let sockets = Sockets {
-            shell: bind(&ctx, zmq::ROUTER, &conn.endpoint(conn.shell_port))?,
-            control: bind(&ctx, zmq::ROUTER, &conn.endpoint(conn.control_port))?,
-            iopub: bind(&ctx, zmq::XPUB, &conn.endpoint(conn.iopub_port))?,
-            stdin: bind(&ctx, zmq::ROUTER, &conn.endpoint(conn.stdin_port))?,
-            hb: bind(&ctx, zmq::REP, &conn.endpoint(conn.hb_port))?,
+            shell: bind(&ctx, zmq::ROUTER, &conn.endpoint(conn.shell_port), MAX_REQUEST_BYTES)?,
+            control: bind(&ctx, zmq::ROUTER, &conn.endpoint(conn.control_port), MAX_REQUEST_BYTES)?,
+            iopub: bind(&ctx, zmq::XPUB, &conn.endpoint(conn.iopub_port), MAX_SUBSCRIPTION_BYTES)?,
+            stdin: bind(&ctx, zmq::ROUTER, &conn.endpoint(conn.stdin_port), MAX_REQUEST_BYTES)?,
+            hb: bind(&ctx, zmq::REP, &conn.endpoint(conn.hb_port), MAX_HEARTBEAT_BYTES)?,
         };
         let reply_pull = ctx.socket(zmq::PULL)?;
         reply_pull.bind(REPLY_ENDPOINT)?;
@@ -84,49 +95,53 @@ impl Kernel {
         reply_push.connect(REPLY_ENDPOINT)?;
 
         let signer = Signer::new(&conn.key);
-        let session = uuid::Uuid::new_v4().to_string();
-        let (publisher, iopub_rx) = Publisher::new();
+        let (publisher, events) = Publisher::new();
         let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
-        let (job_tx, job_rx) = crossbeam_channel::unbounded();
-        let state = KernelState::new(
-            session.clone(),
-            signer.clone(),
-            publisher.clone(),
-            &config.rustc_version,
-            stop_tx,
-        );
+        let shared = Shared::new(signer.clone(), publisher.clone(), &config.rustc_version, stop_tx);
+        let (job_tx, job_rx) = crossbeam_channel::bounded(executor::JOB_QUEUE_CAPACITY);
 
         spawn("heartbeat", {
             let hb = sockets.hb;
             move || heartbeat(hb)
         })?;
         spawn("iopub", {
-            let (sock, signer, session) = (sockets.iopub, signer.clone(), session.clone());
-            move || iopub_loop(sock, iopub_rx, signer, session)
+            let sink = iopub::Socket {
+                sock: sockets.iopub,
+                signer,
+                session: shared.session.clone(),
+            };
+            move || iopub::run(sink, events)
         })?;
-        publisher.status("starting", &json!({}));
+        publisher.status(ExecutionState::Starting, &None);
+        let engine = executor::start_engine(config.engine, publisher.output(), sockets.stdin, shared.clone())
+            .context("cannot start the engine thread")?;
+        spawn("executor", {
+            let executor = Executor::new(shared.clone(), engine);
+            move || {
+                executor.run(job_rx, |frames| {
+                    if let Err(e) = reply_push.send_multipart(frames, 0) {
+                        log::error!("executor: cannot hand a reply to the shell thread: {e}");
+                    }
+                })
+            }
+        })?;
         spawn("control", {
-            let (sock, state) = (sockets.control, state.clone());
-            move || control_loop(sock, state)
+            let (sock, shared) = (sockets.control, shared.clone());
+            move || control_loop(sock, shared)
         })?;
         spawn("shell", {
-            let (sock, state) = (sockets.shell, state.clone());
-            move || shell_loop(sock, reply_pull, job_tx, state)
+            let (sock, shared) = (sockets.shell, shared.clone());
+            move || shell_loop(sock, reply_pull, job_tx, shared)
         })?;
-        spawn("engine", {
-            let (stdin, state, factory) = (sockets.stdin, state.clone(), config.engine);
-            let output = Output::new(publisher);
-            move || dispatch::engine_loop(factory, output, job_rx, reply_push, stdin, state)
-        })?;
-        Ok(Kernel { state, stop_rx })
+        Ok(Kernel { shared, stop_rx })
     }
 
     /// Serves until a shutdown request or a terminating signal; then stops
     /// the engine and lets the last broadcasts go out.
     pub fn wait(self) -> Stop {
         let stop = self.stop_rx.recv().unwrap_or(Stop::Signal);
-        self.state.terminate_engine();
-        self.state.publisher.barrier(Duration::from_secs(2));
+        self.shared.terminate_engine();
+        self.shared.publisher.barrier(Duration::from_secs(2));
         // Sent messages sit in ZeroMQ's I/O thread for a moment; the process
         // exits without closing sockets, so give them time to leave.
         std::thread::sleep(Duration::from_millis(50));
@@ -134,8 +149,8 @@ impl Kernel {
     }
 
     /// A handle for signal handlers.
-    pub fn state(&self) -> KernelState {
-        self.state.clone()
+    pub fn state(&self) -> Shared {
+        self.shared.clone()
     }
 }
 
@@ -149,132 +164,148 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
 
 fn heartbeat(sock: zmq::Socket) {
     loop {
-        match sock.recv_bytes(0) {
+        let mut stop = false;
+        survive("heartbeat", || match sock.recv_bytes(0) {
             Ok(bytes) => {
                 if let Err(e) = sock.send(bytes, 0) {
                     log::warn!("heartbeat send failed: {e}");
                 }
             }
-            Err(zmq::Error::ETERM) => return,
+            Err(zmq::Error::ETERM) => stop = true,
             Err(e) => log::warn!("heartbeat receive failed: {e}"),
+        });
+        if stop {
+            return;
         }
     }
 }
 
-fn iopub_loop(sock: zmq::Socket, rx: Receiver<IopubEvent>, signer: Signer, session: String) {
-    let send = |msg_type: &str, topic: Vec<u8>, content, parent, metadata| {
-        let msg = RawMessage {
-            identities: vec![topic],
-            header: serde_json::to_value(Header::new(msg_type, &session)).unwrap_or_default(),
-            parent_header: parent,
-            metadata,
-            content,
-            buffers: vec![],
-        };
-        if let Err(e) = sock.send_multipart(msg.encode(&signer), 0) {
-            log::warn!("iopub send of {msg_type} failed: {e}");
-        }
-    };
-    loop {
-        // Subscriptions arrive on the XPUB socket: greet each one so the
-        // client knows it will see what follows.
-        while let Ok(frame) = sock.recv_bytes(zmq::DONTWAIT) {
-            if frame.first() == Some(&1) {
-                let topic = frame[1..].to_vec();
-                let content = json!({ "subscription": String::from_utf8_lossy(&topic) });
-                send("iopub_welcome", topic, content, json!({}), json!({}));
-            }
-        }
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(IopubEvent::Publish { msg_type, content, parent, metadata }) => {
-                let topic = format!("kernel.{session}.{msg_type}").into_bytes();
-                send(&msg_type, topic, content, parent, metadata);
-            }
-            Ok(IopubEvent::Barrier(ack)) => {
-                let _ = ack.send(());
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+/// Logs refused messages without letting a flood of them flood the log:
+/// the first few, then one line at each power of two.
+struct Refusals {
+    channel: &'static str,
+    count: u64,
+}
+
+impl Refusals {
+    fn new(channel: &'static str) -> Self {
+        Refusals { channel, count: 0 }
+    }
+
+    fn note(&mut self, why: impl Display) {
+        self.count += 1;
+        if self.count <= 10 || self.count.is_power_of_two() {
+            log::warn!("{}: dropped a message: {why} ({} dropped so far)", self.channel, self.count);
         }
     }
 }
 
-/// Receives one request from a ROUTER socket; refused messages are logged
-/// and dropped here, so they are never executed or answered.
-fn receive(sock: &zmq::Socket, signer: &Signer, channel: &str) -> Option<(RawMessage, String)> {
+/// Receives one request from a ROUTER socket: verified (signature, replay)
+/// and decoded. Refused messages are logged and dropped here, so they are
+/// never executed or answered.
+fn receive(sock: &zmq::Socket, shared: &Shared, refusals: &mut Refusals) -> Option<Incoming> {
     let frames = match sock.recv_multipart(0) {
         Ok(f) => f,
         Err(e) => {
-            log::warn!("{channel}: receive failed: {e}");
+            log::warn!("{}: receive failed: {e}", refusals.channel);
             return None;
         }
     };
-    let raw = match RawMessage::decode(frames, signer) {
+    let raw = match shared.verify(frames) {
         Ok(raw) => raw,
         Err(e) => {
-            log::warn!("{channel}: dropped a message: {e}");
+            refusals.note(e);
             return None;
         }
     };
-    let Some(msg_type) = raw.header.get("msg_type").and_then(|t| t.as_str()) else {
-        log::warn!("{channel}: dropped a message whose header has no msg_type");
-        return None;
-    };
-    let msg_type = msg_type.to_owned();
-    Some((raw, msg_type))
-}
-
-fn control_loop(sock: zmq::Socket, state: KernelState) {
-    loop {
-        let Some((raw, msg_type)) = receive(&sock, &state.signer, "control") else {
-            continue;
-        };
-        for frames in dispatch::handle_control(&state, &raw, &msg_type) {
-            if let Err(e) = sock.send_multipart(frames, 0) {
-                log::warn!("control: reply failed: {e}");
-            }
+    match Incoming::decode(raw) {
+        Ok(msg) => Some(msg),
+        Err(e) => {
+            refusals.note(e);
+            None
         }
-        state.stop_if_requested();
     }
 }
 
-fn shell_loop(sock: zmq::Socket, replies: zmq::Socket, jobs: Sender<Job>, state: KernelState) {
-    loop {
-        let (shell_ready, reply_ready) = {
-            let mut items = [sock.as_poll_item(zmq::POLLIN), replies.as_poll_item(zmq::POLLIN)];
-            if let Err(e) = zmq::poll(&mut items, -1) {
-                log::warn!("shell: poll failed: {e}");
-                continue;
-            }
-            (items[0].is_readable(), items[1].is_readable())
-        };
-        // Replies first: they answer requests that came earlier.
-        if reply_ready {
-            while let Ok(frames) = replies.recv_multipart(zmq::DONTWAIT) {
-                if let Err(e) = sock.send_multipart(frames, 0) {
-                    log::warn!("shell: reply failed: {e}");
-                }
-            }
+fn send_on<'a>(sock: &'a zmq::Socket, channel: &str) -> impl FnMut(Vec<Vec<u8>>) + 'a {
+    let channel = channel.to_owned();
+    move |frames| {
+        if let Err(e) = sock.send_multipart(frames, 0) {
+            log::warn!("{channel}: reply failed: {e}");
         }
-        if shell_ready {
-            let Some((raw, msg_type)) = receive(&sock, &state.signer, "shell") else {
-                continue;
+    }
+}
+
+fn act(shared: &Shared, then: Then) {
+    if let Then::Stop(stop) = then {
+        shared.request_stop(stop);
+    }
+}
+
+fn control_loop(sock: zmq::Socket, shared: Shared) {
+    let mut refusals = Refusals::new("control");
+    loop {
+        survive("control", || {
+            let Some(msg) = receive(&sock, &shared, &mut refusals) else { return };
+            let then = match dispatch::route(Channel::Control, &msg.request) {
+                Handler::Now(handler) => shared.serve(&msg, &mut send_on(&sock, "control"), || handler(&shared, &msg)),
+                Handler::InOrder(_) => {
+                    log::warn!("control: {} is not a control request", msg.msg_type());
+                    Then::Continue
+                }
             };
-            match dispatch::handle_shell(&state, raw, &msg_type) {
-                dispatch::ShellAction::Reply(all) => {
-                    for frames in all {
-                        if let Err(e) = sock.send_multipart(frames, 0) {
-                            log::warn!("shell: reply failed: {e}");
-                        }
-                    }
-                    state.stop_if_requested();
-                }
-                dispatch::ShellAction::Queue(job) => {
-                    if jobs.send(job).is_err() {
-                        log::error!("shell: the engine thread is gone");
-                    }
-                }
-            }
+            act(&shared, then);
+        });
+    }
+}
+
+fn shell_loop(sock: zmq::Socket, replies: zmq::Socket, jobs: Sender<Job>, shared: Shared) {
+    let mut refusals = Refusals::new("shell");
+    loop {
+        survive("shell", || shell_turn(&sock, &replies, &jobs, &shared, &mut refusals));
+    }
+}
+
+fn shell_turn(sock: &zmq::Socket, replies: &zmq::Socket, jobs: &Sender<Job>, shared: &Shared, refusals: &mut Refusals) {
+    let (shell_ready, reply_ready) = {
+        let mut items = [sock.as_poll_item(zmq::POLLIN), replies.as_poll_item(zmq::POLLIN)];
+        if let Err(e) = zmq::poll(&mut items, -1) {
+            log::warn!("shell: poll failed: {e}");
+            return;
+        }
+        (items[0].is_readable(), items[1].is_readable())
+    };
+    // Replies first: they answer requests that came earlier.
+    if reply_ready {
+        let mut send = send_on(sock, "shell");
+        while let Ok(frames) = replies.recv_multipart(zmq::DONTWAIT) {
+            send(frames);
         }
     }
+    if !shell_ready {
+        return;
+    }
+    let Some(msg) = receive(sock, shared, refusals) else { return };
+    let then = match dispatch::route(Channel::Shell, &msg.request) {
+        Handler::Now(handler) => shared.serve(&msg, &mut send_on(sock, "shell"), || handler(shared, &msg)),
+        Handler::InOrder(handler) => match jobs.try_send(Job { msg, handler }) {
+            Ok(()) => Then::Continue,
+            Err(TrySendError::Full(job)) => {
+                log::warn!("shell: the queue is full; refused a {}", job.msg.msg_type());
+                refuse(shared, sock, &job.msg, executor::queue_full())
+            }
+            Err(TrySendError::Disconnected(job)) => {
+                log::error!("shell: the executor is gone");
+                let error = crate::pipeline::internal_error("queueing this request", "the executor is gone");
+                refuse(shared, sock, &job.msg, error)
+            }
+        },
+    };
+    act(shared, then);
+}
+
+fn refuse(shared: &Shared, sock: &zmq::Socket, msg: &Incoming, error: crate::protocol::ErrorContent) -> Then {
+    shared.serve(msg, &mut send_on(sock, "shell"), || {
+        Answer::reply(Reply::failure(msg.msg_type(), shared.execution_count(), error))
+    })
 }

@@ -7,6 +7,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::collections::{HashSet, VecDeque};
 
 pub const DELIMITER: &[u8] = b"<IDS|MSG>";
 
@@ -26,6 +27,8 @@ pub enum WireError {
     BadSignature,
     #[error("frame {frame} is not valid JSON: {reason}")]
     BadJson { frame: &'static str, reason: String },
+    #[error("duplicate signature: this message was already received (a replay)")]
+    Replayed,
 }
 
 /// Signs and verifies messages with the connection file's key. An empty key
@@ -59,6 +62,11 @@ impl Signer {
                 hex::encode(mac.finalize().into_bytes())
             }
         }
+    }
+
+    /// False when the key is empty: nothing is signed or checked.
+    pub fn is_signing(&self) -> bool {
+        self.key.is_some()
     }
 
     /// Constant-time check of a received signature.
@@ -147,6 +155,86 @@ impl RawMessage {
         frames.extend([header, parent, metadata, content]);
         frames.extend(self.buffers.iter().cloned());
         frames
+    }
+}
+
+/// Signatures of the messages already accepted in this session, so that a
+/// replayed message is refused, as jupyter_client's `Session` does with its
+/// `digest_history`. Bounded: past `capacity` the oldest are forgotten
+/// (jupyter_client keeps 2^16 and culls at random; oldest-first is simpler
+/// and as safe, since a message's header carries its date and msg_id).
+#[derive(Debug)]
+pub struct DigestHistory {
+    seen: HashSet<Vec<u8>>,
+    order: VecDeque<Vec<u8>>,
+    capacity: usize,
+}
+
+impl DigestHistory {
+    pub const DEFAULT_CAPACITY: usize = 1 << 16;
+
+    pub fn new(capacity: usize) -> DigestHistory {
+        DigestHistory {
+            seen: HashSet::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Records a digest; false when it was already there.
+    pub fn insert(&mut self, digest: &[u8]) -> bool {
+        if self.seen.contains(digest) {
+            return false;
+        }
+        if self.order.len() >= self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert(digest.to_vec());
+        self.order.push_back(digest.to_vec());
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+impl Default for DigestHistory {
+    fn default() -> Self {
+        DigestHistory::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl RawMessage {
+    /// [`RawMessage::decode`], and then refuses a message whose signature was
+    /// seen before in this session. Only verified signatures are recorded
+    /// (unsigned junk cannot fill the history); with an empty key nothing is
+    /// signed, so nothing is checked. The digest is kept as bytes, so the
+    /// same signature in upper-case hex is still a duplicate.
+    pub fn decode_once(
+        frames: Vec<Vec<u8>>,
+        signer: &Signer,
+        seen: &mut DigestHistory,
+    ) -> Result<RawMessage, WireError> {
+        let digest = frames
+            .iter()
+            .position(|f| f.as_slice() == DELIMITER)
+            .and_then(|d| frames.get(d + 1))
+            .and_then(|sig| hex::decode(sig).ok());
+        let decoded = RawMessage::decode(frames, signer);
+        let verified = matches!(decoded, Ok(_) | Err(WireError::BadJson { .. }));
+        if let (true, true, Some(digest)) = (verified, signer.is_signing(), digest) {
+            if !seen.insert(&digest) {
+                return Err(WireError::Replayed);
+            }
+        }
+        decoded
     }
 }
 
@@ -256,5 +344,61 @@ mod tests {
             RawMessage::decode(bad, &signer),
             Err(WireError::BadJson { frame: "header", .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn frames(signer: &Signer, id: &str) -> Vec<Vec<u8>> {
+        RawMessage {
+            identities: vec![],
+            header: json!({"msg_id": id, "msg_type": "kernel_info_request"}),
+            parent_header: json!({}),
+            metadata: json!({}),
+            content: json!({}),
+            buffers: vec![],
+        }
+        .encode(signer)
+    }
+
+    #[test]
+    fn a_replayed_message_is_refused() {
+        let signer = Signer::new("k");
+        let mut seen = DigestHistory::default();
+        let f = frames(&signer, "a");
+        assert!(RawMessage::decode_once(f.clone(), &signer, &mut seen).is_ok());
+        assert_eq!(RawMessage::decode_once(f.clone(), &signer, &mut seen), Err(WireError::Replayed));
+        // The same digest spelt in upper case is no second valid signature.
+        let mut upper = f;
+        upper[1] = upper[1].to_ascii_uppercase();
+        assert_eq!(RawMessage::decode_once(upper, &signer, &mut seen), Err(WireError::BadSignature));
+        assert!(RawMessage::decode_once(frames(&signer, "b"), &signer, &mut seen).is_ok());
+    }
+
+    #[test]
+    fn bad_signatures_are_not_recorded_and_empty_keys_not_checked() {
+        let signer = Signer::new("k");
+        let mut seen = DigestHistory::default();
+        let wrong = frames(&Signer::new("other"), "a");
+        assert_eq!(RawMessage::decode_once(wrong, &signer, &mut seen), Err(WireError::BadSignature));
+        assert!(seen.is_empty());
+        let open = Signer::new("");
+        let f = frames(&open, "a");
+        assert!(RawMessage::decode_once(f.clone(), &open, &mut seen).is_ok());
+        assert!(RawMessage::decode_once(f, &open, &mut seen).is_ok());
+    }
+
+    #[test]
+    fn the_history_is_bounded_oldest_first() {
+        let mut h = DigestHistory::new(3);
+        for d in [b"1", b"2", b"3", b"4"] {
+            assert!(h.insert(d));
+        }
+        assert_eq!(h.len(), 3);
+        assert!(h.insert(b"1"), "the oldest was forgotten");
+        assert!(!h.insert(b"4"));
     }
 }

@@ -4,8 +4,10 @@
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use threadbook::connection::ConnectionInfo;
-use threadbook::engine::{mock::MockEngine, Engine};
-use threadbook::messages::Header;
+use threadbook::engine::{mock::MockEngine, Engine, EngineFactory};
+use threadbook::executor::JOB_QUEUE_CAPACITY;
+use threadbook::iopub::DISPLAY_LIMIT_PER_MESSAGE;
+use threadbook::protocol::Header;
 use threadbook::server::{Kernel, KernelConfig};
 use threadbook::wire::{RawMessage, Signer, DELIMITER};
 
@@ -29,6 +31,7 @@ struct Client {
 struct Msg {
     msg_type: String,
     parent_id: String,
+    parent: Value,
     content: Value,
 }
 
@@ -37,12 +40,17 @@ impl Msg {
         Msg {
             msg_type: raw.header["msg_type"].as_str().unwrap_or_default().to_owned(),
             parent_id: raw.parent_header["msg_id"].as_str().unwrap_or_default().to_owned(),
+            parent: raw.parent_header,
             content: raw.content,
         }
     }
 }
 
 fn start() -> Client {
+    start_with(Box::new(|out| Ok(Box::new(MockEngine::new(out)) as Box<dyn Engine>)))
+}
+
+fn start_with(engine: EngineFactory) -> Client {
     let conn: ConnectionInfo = serde_json::from_value(json!({
         "transport": "tcp", "ip": "127.0.0.1", "key": KEY, "signature_scheme": "hmac-sha256",
         "shell_port": free_port(), "iopub_port": free_port(), "stdin_port": free_port(),
@@ -51,7 +59,7 @@ fn start() -> Client {
     .unwrap();
     let kernel = Kernel::start(KernelConfig {
         connection: conn.clone(),
-        engine: Box::new(|out| Ok(Box::new(MockEngine::new(out)) as Box<dyn Engine>)),
+        engine,
         rustc_version: "1.95.0".into(),
     })
     .unwrap();
@@ -118,6 +126,32 @@ impl Client {
             "user_expressions": {}, "allow_stdin": false, "stop_on_error": true});
         content.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         self.shell_send("execute_request", content)
+    }
+
+    /// Frames of a signed request, to send raw (twice, tampered…).
+    fn frames(&self, msg_type: &str, content: Value) -> Vec<Vec<u8>> {
+        RawMessage {
+            identities: vec![],
+            header: serde_json::to_value(Header::new(msg_type, &self.session)).unwrap(),
+            parent_header: json!({}),
+            metadata: json!({}),
+            content,
+            buffers: vec![],
+        }
+        .encode(&self.signer)
+    }
+
+    /// Waits until `text` has been printed on stdout by the request `parent`:
+    /// proof that the cell is running.
+    fn wait_for_output(&self, parent: &str, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let Some(m) = self.iopub_next(Duration::from_millis(100)) else { continue };
+            if m.parent_id == parent && m.msg_type == "stream" && m.content["text"].as_str().unwrap_or("").contains(text) {
+                return;
+            }
+        }
+        panic!("{parent} never printed {text:?}");
     }
 
     fn shell_reply(&self) -> Msg {
@@ -286,13 +320,13 @@ fn start_shell_only(c: &Client) -> Client {
 #[test]
 fn control_answers_while_a_cell_runs_and_interrupt_stops_it() {
     let c = start();
-    let spin = c.execute("spin", json!({}));
-    std::thread::sleep(Duration::from_millis(100));
-    let t = Instant::now();
+    let spin = c.execute("print started\nspin", json!({}));
+    c.wait_for_output(&spin, "started");
     c.send_on(&c.control, "kernel_info_request", json!({}));
-    let info = recv(&c.control, &c.signer, Duration::from_secs(2)).expect("kernel_info on control");
+    let info = recv(&c.control, &c.signer, Duration::from_secs(5)).expect("kernel_info on control");
     assert_eq!(info.msg_type, "kernel_info_reply");
-    assert!(t.elapsed() < Duration::from_millis(500), "took {:?}", t.elapsed());
+    // The cell is still running: its reply has not come.
+    assert!(recv(&c.shell, &c.signer, Duration::from_millis(0)).is_none());
     c.send_on(&c.control, "interrupt_request", json!({}));
     let ack = recv(&c.control, &c.signer, Duration::from_secs(2)).expect("interrupt_reply");
     assert_eq!(ack.content["status"], "ok");
@@ -396,3 +430,147 @@ fn shutdown_is_answered_on_control_and_broadcast() {
     let msgs = c.iopub_until_idle(&id);
     assert!(msgs.iter().any(|m| m.msg_type == "shutdown_reply"));
 }
+
+#[test]
+fn shell_requests_are_answered_in_arrival_order() {
+    let c = start();
+    let cell = c.execute("sleep 200\nprint x\nresult 1", json!({}));
+    let hist = c.shell_send("history_request", json!({"hist_access_type": "tail", "n": 5, "output": true, "raw": true}));
+    let insp = c.shell_send("inspect_request", json!({"code": "print", "cursor_pos": 5}));
+    let info = c.shell_send("kernel_info_request", json!({}));
+    let order: Vec<Msg> = (0..4).map(|_| c.shell_reply()).collect();
+    let ids: Vec<&str> = order.iter().map(|m| m.parent_id.as_str()).collect();
+    assert_eq!(ids, [cell.as_str(), hist.as_str(), insp.as_str(), info.as_str()]);
+    assert_eq!(order[1].content["history"], json!([[0, 1, ["sleep 200\nprint x\nresult 1", "1"]]]));
+    assert_eq!(order[2].content["found"], true);
+}
+
+#[test]
+fn interrupt_on_shell_does_not_wait_behind_the_cell() {
+    let c = start();
+    let spin = c.execute("print started\nspin", json!({}));
+    c.wait_for_output(&spin, "started");
+    let intr = c.shell_send("interrupt_request", json!({}));
+    let first = c.shell_reply();
+    assert_eq!((first.parent_id.as_str(), first.msg_type.as_str()), (intr.as_str(), "interrupt_reply"));
+    let second = c.shell_reply();
+    assert_eq!((second.parent_id.as_str(), second.content["ename"].as_str()), (spin.as_str(), Some("Interrupted")));
+}
+
+#[test]
+fn an_engine_panic_fails_only_its_request() {
+    let c = start();
+    let id = c.execute("print before\npanic the engine broke", json!({}));
+    let reply = c.shell_reply();
+    assert_eq!(reply.content["status"], "error");
+    assert_eq!(reply.content["ename"], "KernelError");
+    let evalue = reply.content["evalue"].as_str().unwrap();
+    assert!(evalue.contains("the engine broke") && evalue.contains("still running"), "{evalue}");
+    let msgs = c.iopub_until_idle(&id);
+    let errors: Vec<&Msg> = msgs.iter().filter(|m| m.msg_type == "error").collect();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].content["evalue"], reply.content["evalue"]);
+    assert!(msgs.iter().any(|m| m.content["text"] == "before\n"));
+
+    for kind in ["complete_request", "inspect_request"] {
+        let id = c.shell_send(kind, json!({"code": "panic!()", "cursor_pos": 3}));
+        let r = c.shell_reply();
+        assert_eq!((r.parent_id.as_str(), r.content["status"].as_str()), (id.as_str(), Some("error")), "{kind}");
+        assert_eq!(r.content["ename"], "KernelError");
+        assert_eq!(types(&c.iopub_until_idle(&id)), ["busy", "idle"]);
+    }
+    c.shell_send("complete_request", json!({"code": "pri", "cursor_pos": 3}));
+    assert_eq!(c.shell_reply().content["matches"], json!(["print"]));
+    c.execute("result 2", json!({}));
+    let next = c.shell_reply();
+    assert_eq!((next.content["status"].as_str(), next.content["execution_count"].as_u64()), (Some("ok"), Some(2)));
+}
+
+#[test]
+fn an_engine_that_cannot_start_leaves_the_protocol_working() {
+    let c = start_with(Box::new(|_| anyhow::bail!("no toolchain here")));
+    c.shell_send("kernel_info_request", json!({}));
+    assert_eq!(c.shell_reply().content["status"], "ok");
+    let id = c.execute("print x", json!({}));
+    let r = c.shell_reply();
+    assert_eq!(r.content["ename"], "EngineUnavailable");
+    assert!(r.content["evalue"].as_str().unwrap().contains("no toolchain here"));
+    assert!(c.iopub_until_idle(&id).iter().any(|m| m.msg_type == "error"));
+    c.shell_send("complete_request", json!({"code": "pri", "cursor_pos": 3}));
+    let r = c.shell_reply();
+    assert_eq!((r.content["status"].as_str(), r.content["matches"].clone()), (Some("ok"), json!([])));
+    c.shell_send("is_complete_request", json!({"code": "1"}));
+    assert_eq!(c.shell_reply().content["status"], "complete");
+    c.send_on(&c.control, "interrupt_request", json!({}));
+    assert_eq!(recv(&c.control, &c.signer, Duration::from_secs(5)).unwrap().content["status"], "ok");
+}
+
+#[test]
+fn a_replayed_message_is_dropped() {
+    let c = start();
+    let frames = c.frames("execute_request", json!({"code": "print once", "stop_on_error": false}));
+    c.shell.send_multipart(frames.clone(), 0).unwrap();
+    assert_eq!(c.shell_reply().content["execution_count"], 1);
+    c.shell.send_multipart(frames, 0).unwrap();
+    assert!(recv(&c.shell, &c.signer, Duration::from_millis(300)).is_none(), "the replay was answered");
+    c.execute("print twice", json!({}));
+    assert_eq!(c.shell_reply().content["execution_count"], 2, "the replay did not run");
+}
+
+#[test]
+fn parent_headers_are_echoed_as_sent() {
+    let c = start();
+    let mut header = serde_json::to_value(Header::new("kernel_info_request", &c.session)).unwrap();
+    header["subshell_id"] = json!(null);
+    header["x_client_field"] = json!({"nested": [1, 2]});
+    let raw = RawMessage {
+        identities: vec![],
+        header: header.clone(),
+        parent_header: json!({}),
+        metadata: json!({}),
+        content: json!({}),
+        buffers: vec![],
+    };
+    c.shell.send_multipart(raw.encode(&c.signer), 0).unwrap();
+    assert_eq!(c.shell_reply().parent, header);
+}
+
+#[test]
+fn a_full_queue_refuses_clearly() {
+    let c = start();
+    let spin = c.execute("print started\nspin", json!({}));
+    c.wait_for_output(&spin, "started");
+    let extra = 20;
+    for _ in 0..JOB_QUEUE_CAPACITY + extra {
+        c.execute("print queued", json!({}));
+    }
+    let mut busy = 0;
+    for _ in 0..extra {
+        let r = c.shell_reply();
+        assert_eq!(r.content["ename"], "KernelBusy", "{:?}", r.content);
+        busy += 1;
+    }
+    assert_eq!(busy, extra);
+    c.send_on(&c.control, "interrupt_request", json!({}));
+    assert_eq!(c.shell_reply().parent_id, spin);
+    for _ in 0..JOB_QUEUE_CAPACITY {
+        assert_eq!(c.shell_reply().content["status"], "aborted");
+    }
+    c.execute("print later", json!({}));
+    assert_eq!(c.shell_reply().content["status"], "ok");
+}
+
+#[test]
+fn an_oversized_display_is_replaced_by_a_note() {
+    let c = start();
+    let mib = (DISPLAY_LIMIT_PER_MESSAGE >> 20) + 1;
+    let id = c.execute(&format!("bigdisplay {mib}\nprint after"), json!({}));
+    assert_eq!(c.shell_reply().content["status"], "ok");
+    let msgs = c.iopub_until_idle(&id);
+    let displays: Vec<&Msg> = msgs.iter().filter(|m| m.msg_type == "display_data").collect();
+    assert_eq!(displays.len(), 1);
+    let note = displays[0].content["data"]["text/plain"].as_str().unwrap();
+    assert!(note.contains("is not shown") && note.len() < 1000, "{}", &note[..note.len().min(200)]);
+    assert!(msgs.iter().any(|m| m.content["text"] == "after\n"));
+}
+

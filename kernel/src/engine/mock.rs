@@ -13,8 +13,15 @@
 //! | `spin` | runs until interrupted |
 //! | `input PROMPT` / `password PROMPT` | asks the frontend, prints what came back |
 //! | `error NAME MESSAGE` | the cell fails |
+//! | `panic MESSAGE` | the engine itself panics (a bug in the engine) |
+//! | `touch PATH` | creates the file PATH (tests that a cell did not run) |
+//! | `bigdisplay MIB` | a text/plain display of MIB mebibytes |
 //!
-//! Anything else fails with `UnknownCommand`.
+//! Anything else fails with `UnknownCommand`. A `complete_request` or
+//! `inspect_request` whose code contains `panic!` makes the engine panic.
+//!
+//! [`start`] builds it, or fails as an engine that cannot start when
+//! `THREADBOOK_MOCK_START_ERROR` is set (its value is the reason).
 
 use super::{Cell, Completions, Engine, Executed, Interrupter, Outcome, StdinPort};
 use crate::iopub::Output;
@@ -24,7 +31,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const WORDS: &[&str] = &["print", "eprint", "flood", "result", "display", "show", "update", "clear", "sleep", "spin", "input", "password", "error"];
+const WORDS: &[&str] = &[
+    "print", "eprint", "flood", "result", "display", "show", "update", "clear", "sleep", "spin", "input",
+    "password", "error", "panic", "touch", "bigdisplay",
+];
+
+/// Set to make [`start`] fail, as an engine that cannot start does.
+pub const START_ERROR_ENV: &str = "THREADBOOK_MOCK_START_ERROR";
+
+/// The mock engine's factory (see [`START_ERROR_ENV`]).
+pub fn start(out: Output) -> anyhow::Result<Box<dyn Engine>> {
+    if let Some(why) = std::env::var_os(START_ERROR_ENV) {
+        anyhow::bail!("{}", why.to_string_lossy());
+    }
+    Ok(Box::new(MockEngine::new(out)))
+}
 
 #[derive(Default)]
 struct Flag(AtomicBool);
@@ -103,6 +124,14 @@ impl MockEngine {
                 let (name, msg) = rest.split_once(' ').unwrap_or((rest, ""));
                 return Err(fail(name, msg));
             }
+            "panic" => panic!("{rest}"),
+            "touch" => {
+                std::fs::write(rest, b"").map_err(|e| fail("TouchFailed", &e.to_string()))?;
+            }
+            "bigdisplay" => {
+                let mib: usize = rest.parse().map_err(|_| fail("BadArgument", "bigdisplay MIB"))?;
+                self.out.display(text(&"x".repeat(mib << 20)), json!({}), None, false);
+            }
             "" => {}
             other => return Err(fail("UnknownCommand", other)),
         }
@@ -143,6 +172,9 @@ impl Engine for MockEngine {
     }
 
     fn complete(&mut self, code: &str, cursor: usize) -> Completions {
+        if code.contains("panic!") {
+            panic!("the mock engine panicked while completing");
+        }
         let before: String = code.chars().take(cursor).collect();
         let start = before
             .char_indices()
@@ -165,6 +197,9 @@ impl Engine for MockEngine {
     }
 
     fn inspect(&mut self, code: &str, cursor: usize, _detail: u8) -> Option<MimeBundle> {
+        if code.contains("panic!") {
+            panic!("the mock engine panicked while inspecting");
+        }
         let word: String = code
             .chars()
             .take(cursor)
