@@ -104,6 +104,11 @@ def pids_mentioning(text: str) -> list[int]:
     return sorted(found)
 
 
+def kernel_files(runtime_dir: Path) -> str:
+    """What the command line of a kernel whose connection file is in runtime_dir contains."""
+    return f"{runtime_dir}/kernel-"
+
+
 def end_processes(pids: list[int], grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL whatever is still there after `grace` s."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -162,7 +167,7 @@ class Server:
 
     def kernel_pids(self) -> list[int]:
         """Kernels (and their children) whose connection file is in this server's runtime folder."""
-        return pids_mentioning(str(self.runtime_dir))
+        return pids_mentioning(kernel_files(self.runtime_dir))
 
     def stop(self, grace: float = 15.0) -> list[int]:
         """Stops the server's process group; ends kernels it left running.
