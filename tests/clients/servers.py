@@ -92,11 +92,11 @@ def alive(pid: int) -> bool:
     return bool(stat) and stat[0] != "Z"
 
 
-def pids_mentioning(text: str) -> list[int]:
+def pids_mentioning(text: str, descendants: bool = True) -> list[int]:
     """Processes whose command line contains `text`, and their descendants."""
     pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     found = {p for p in pids if p != os.getpid() and alive(p) and text in _cmdline(p)}
-    grew = True
+    grew = descendants
     while grew:
         kids = {p for p in pids if p not in found and _ppid(p) in found}
         grew = bool(kids)
@@ -160,18 +160,20 @@ class Server:
         )
 
     def wait_http(self, url: str, headers: dict[str, str] | None = None, timeout: float = 60) -> None:
+        """Waits until `url` answers 200."""
         def up():
             self.check_running()
-            return requests.get(url, headers=headers, timeout=5).status_code < 500
+            return requests.get(url, headers=headers, timeout=5).status_code == 200
         wait_until(up, timeout, f"{self.name} answering {url}")
 
     def kernel_pids(self) -> list[int]:
-        """Kernels (and their children) whose connection file is in this server's runtime folder."""
-        return pids_mentioning(kernel_files(self.runtime_dir))
+        """Processes (and their children) that name this server's runtime folder:
+        kernels by their connection file, servers it spawned told to use it."""
+        return pids_mentioning(str(self.runtime_dir))
 
     def stop(self, grace: float = 15.0) -> list[int]:
-        """Stops the server's process group; ends kernels it left running.
-        Returns the pids of the kernels that had to be ended here."""
+        """Stops the server's process group; ends the kernels (and servers) it
+        left running. Returns the pids that had to be ended here."""
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
