@@ -5,17 +5,23 @@
     python notebooks/export.py --warm
 
 The first form runs every notebook top to bottom (cells tagged
-`raises-exception` may fail; any other failure stops the export with the
-cell's error) and writes the executed notebook and its HTML. The second
-writes a student edition from already-executed notebooks, without the
-cells tagged `solution`. Timings per notebook go to timings.json. The third
-builds the course's dependencies (rayon, the toolkit and its worker) into
-the kernel's build cache, so the first notebook a learner opens is warm.
+`raises-exception` may fail; cells tagged `skip-execution` are not run; any
+other failure stops the export with the cell's error) and writes the executed
+notebook and its HTML. The second writes a student edition from
+already-executed notebooks: without the cells tagged `solution`, and without
+the outputs an exercise or a prediction would give away — under a checking
+cell (tagged `check`, or the first code cell after a removed solution), and
+under every cell from a prediction (`let my_…`) to the last cell that uses
+it; execution counts are renumbered. Timings per notebook go to
+timings.json. The third builds the course's dependencies (rayon, the toolkit
+and its helper programs, timely for the cluster notebook) into the caches,
+so the first notebook a learner opens is warm.
 """
 
 import argparse
 import html
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,9 +51,11 @@ def execute(path: Path, timeout: int) -> nbformat.NotebookNode:
 
 
 WARM_CELLS = [
-    ':dep threadbook-toolkit = { path = "toolkit" }\n:dep rayon = "1"',
+    ':dep threadbook-toolkit = { path = "toolkit" }\n:dep rayon = "1"\n:dep libc = "0.2"',
     "use rayon::prelude::*;\n(0..1000u64).into_par_iter().sum::<u64>()",
-    "tb::procs::worker_path().exists()",
+    # the helper programs the notebooks start (tb-cluster compiles timely: a minute or two once)
+    "[tb::course::bins::worker_path(), tb::course::bins::demo_path(), tb::course::bins::cluster_path()]"
+    ".iter().all(|p| p.exists())",
 ]
 
 
@@ -67,12 +75,47 @@ def warm(timeout: int):
     print(f"build cache warm ({time.monotonic() - t0:.1f} s)")
 
 
-def to_html(nb, student: bool) -> str:
-    c = Config()
-    if student:
-        c.TagRemovePreprocessor.enabled = True
-        c.TagRemovePreprocessor.remove_cell_tags = ["solution"]
-    exporter = HTMLExporter(config=c)
+def tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def student_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook without solutions and without the outputs that would give answers away."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # a copy
+    cells = nb.cells
+    quiet = set()
+    # from each prediction to the last cell that reads it: the measurement the learner must predict
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code":
+            continue
+        for var in re.findall(r"\blet\s+(my_\w+)", cell.source):
+            uses = [j for j, c in enumerate(cells) if j > i and c.cell_type == "code" and re.search(rf"\b{var}\b", c.source)]
+            quiet.update(range(i + 1, max(uses, default=i) + 1))
+    kept, after_solution = [], False
+    for i, cell in enumerate(cells):
+        if "solution" in tags(cell):
+            after_solution = True
+            continue
+        if cell.cell_type == "code":
+            if i in quiet or "check" in tags(cell) or after_solution:
+                cell.outputs = []
+                cell.execution_count = None
+            after_solution = False
+        kept.append(cell)
+    count = 0
+    for cell in kept:
+        if cell.cell_type == "code" and cell.get("execution_count") is not None:
+            count += 1
+            cell.execution_count = count
+            for out in cell.outputs:
+                if "execution_count" in out:
+                    out["execution_count"] = count
+    nb.cells = kept
+    return nb
+
+
+def to_html(nb) -> str:
+    exporter = HTMLExporter(config=Config())
     body, _ = exporter.from_notebook_node(nb)
     return body
 
@@ -91,7 +134,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="folder for the executed notebooks and HTML")
     ap.add_argument("--warm", action="store_true", help="only build the course's dependencies")
-    ap.add_argument("--student", action="store_true", help="drop cells tagged 'solution'")
+    ap.add_argument("--student", action="store_true", help="drop solutions and the outputs that give answers away")
     ap.add_argument("--reuse", type=Path, help="take executed notebooks from this folder")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     ap.add_argument("notebooks", nargs="*", type=Path, help="default: every course notebook")
@@ -114,9 +157,9 @@ def main():
             timings[name] = round(time.monotonic() - t0, 1)
             print(f"  {timings[name]} s", flush=True)
         if args.student:
-            nb.cells = [c for c in nb.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
+            nb = student_edition(nb)
         nbformat.write(nb, args.out / f"{name}.ipynb")
-        (args.out / f"{name}.html").write_text(to_html(nb, args.student))
+        (args.out / f"{name}.html").write_text(to_html(nb))
     title = "threadbook course" + (" (student edition)" if args.student else "")
     write_index(args.out, [p.stem for p in paths], title)
     if timings:

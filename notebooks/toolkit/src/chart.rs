@@ -1,5 +1,5 @@
-//! SVG charts drawn with plotters' SVG backend into a `String`: horizontal bars (compare),
-//! speedup lines (sweep), a Gantt chart (timeline) and a general x/y line chart.
+//! SVG charts drawn with plotters' SVG backend into a `String`: bars of durations or counts, an
+//! x/y line chart (and, for the toolkit itself, speedup lines and a Gantt chart).
 //!
 //! Text uses plotters' built-in font estimate (no font files are read): labels are written as
 //! SVG `<text>` elements and the browser renders them; only the space reserved for them is an
@@ -12,7 +12,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Colours of series and bars (Tableau 10).
-pub const PALETTE: [RGBColor; 10] = [
+const PALETTE: [RGBColor; 10] = [
     RGBColor(78, 121, 167),
     RGBColor(242, 142, 43),
     RGBColor(89, 161, 79),
@@ -25,15 +25,15 @@ pub const PALETTE: [RGBColor; 10] = [
     RGBColor(186, 176, 172),
 ];
 /// Colour of ordinary bars.
-pub const BAR: RGBColor = PALETTE[0];
+const BAR: RGBColor = PALETTE[0];
 /// Colour of a bar whose checksum disagrees with the first variant's.
-pub const BAD_BAR: RGBColor = RGBColor(200, 30, 30);
+const BAD_BAR: RGBColor = RGBColor(200, 30, 30);
 /// Colour of the measured speedup line.
-pub const MEASURED: RGBColor = PALETTE[0];
+const MEASURED: RGBColor = PALETTE[0];
 /// Colour of the ideal line (speedup = threads).
-pub const IDEAL: RGBColor = RGBColor(150, 150, 150);
+const IDEAL: RGBColor = RGBColor(150, 150, 150);
 /// Colour of Amdahl's curve.
-pub const AMDAHL: RGBColor = PALETTE[1];
+const AMDAHL: RGBColor = PALETTE[1];
 
 const FONT: &str = "sans-serif";
 
@@ -60,7 +60,7 @@ fn render_svg(
 }
 
 /// A small SVG that states an error instead of a chart.
-pub fn error_svg(message: &str) -> String {
+fn error_svg(message: &str) -> String {
     format!(
         "<svg width=\"600\" height=\"40\" viewBox=\"0 0 600 40\" xmlns=\"http://www.w3.org/2000/svg\">\n\
          <text x=\"10\" y=\"25\" font-family=\"sans-serif\" font-size=\"14\" fill=\"#b00020\">{}</text>\n</svg>\n",
@@ -69,7 +69,7 @@ pub fn error_svg(message: &str) -> String {
 }
 
 /// A time unit that keeps the largest value between 1 and 1000: (name, nanoseconds per unit).
-pub fn time_unit(max: Duration) -> (&'static str, f64) {
+fn time_unit(max: Duration) -> (&'static str, f64) {
     let ns = max.as_secs_f64() * 1e9;
     if ns < 1e3 {
         ("ns", 1.0)
@@ -102,7 +102,7 @@ fn row_index(v: f64, n: usize) -> Option<usize> {
 
 /// One bar of [`time_bars`]: a label, its median and (optionally) its fastest sample.
 #[derive(Clone, Debug)]
-pub struct TimeBar {
+pub(crate) struct TimeBar {
     pub label: String,
     pub median: Duration,
     pub min: Option<Duration>,
@@ -112,7 +112,8 @@ pub struct TimeBar {
 
 /// Horizontal bars, one per entry, first entry on top: the bar is the median, a black tick
 /// marks the minimum, the median is written after the bar.
-pub fn time_bars(title: &str, bars: &[TimeBar]) -> String {
+pub(crate) fn time_bars(title: &str, bars: &[TimeBar]) -> String {
+    let ticks = bars.iter().any(|b| b.min.is_some());
     let max = bars
         .iter()
         .map(|b| b.median.max(b.min.unwrap_or_default()))
@@ -147,7 +148,7 @@ pub fn time_bars(title: &str, bars: &[TimeBar]) -> String {
                     .map(|b| b.label.clone())
                     .unwrap_or_default()
             })
-            .x_desc(format!("median time ({unit}); black tick = fastest sample"))
+            .x_desc(if ticks { format!("median time ({unit}); black tick = fastest sample") } else { format!("time ({unit})") })
             .label_style((FONT, 13))
             .draw()?;
         chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
@@ -171,10 +172,52 @@ pub fn time_bars(title: &str, bars: &[TimeBar]) -> String {
             .pos(Pos::new(HPos::Left, VPos::Center));
         chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
             Text::new(
-                format!("  {}", crate::stats::fmt_duration(b.median)),
+                format!("  {}", crate::measure::fmt_duration(b.median)),
                 (value(b.median), row(i)),
                 style.clone(),
             )
+        }))?;
+        Ok(())
+    })
+}
+
+/// Horizontal bars of durations, first on top, each labelled with its value.
+pub fn duration_bars(title: &str, bars: &[(String, Duration)]) -> String {
+    let bars: Vec<TimeBar> = bars
+        .iter()
+        .map(|(l, d)| TimeBar { label: l.clone(), median: *d, min: None, bad: false })
+        .collect();
+    time_bars(title, &bars)
+}
+
+/// Horizontal bars of plain numbers (counts, MB/s, …), first on top, each labelled with its value.
+pub fn bars(title: &str, x_desc: &str, bars: &[(String, f64)]) -> String {
+    let n = bars.len().max(1);
+    let label_w = bars.iter().map(|b| text_width(&b.0, 13.0)).max().unwrap_or(40).clamp(40, 300) + 12;
+    let xmax = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(f64::MIN_POSITIVE) * 1.25;
+    render_svg((720, 90 + 36 * n as u32), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 18))
+            .margin(10)
+            .x_label_area_size(38)
+            .y_label_area_size(label_w)
+            .build_cartesian_2d(0f64..xmax, rows_range(n))?;
+        let row = |i: usize| (n - 1 - i) as f64;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&|v| row_index(*v, n).and_then(|r| bars.get(n - 1 - r)).map(|b| b.0.clone()).unwrap_or_default())
+            .x_desc(x_desc)
+            .label_style((FONT, 13))
+            .draw()?;
+        chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
+            Rectangle::new([(0.0, row(i) - 0.3), (b.1, row(i) + 0.3)], PALETTE[i % PALETTE.len()].filled())
+        }))?;
+        let style = TextStyle::from((FONT, 13).into_font()).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+        chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
+            let v = if b.1.abs() >= 100.0 || b.1.fract() == 0.0 { format!("  {:.0}", b.1) } else { format!("  {}", crate::measure::sig3(b.1)) };
+            Text::new(v, (b.1, row(i)), style.clone())
         }))?;
         Ok(())
     })
@@ -186,7 +229,7 @@ pub fn time_bars(title: &str, bars: &[TimeBar]) -> String {
 ///
 /// Speedups are relative to the smallest thread count measured (normally 1); the ideal line and
 /// Amdahl's curve are scaled the same way.
-pub fn speedup_chart(
+pub(crate) fn speedup_chart(
     title: &str,
     measured: &[(usize, f64)],
     serial_fraction: Option<f64>,
@@ -288,18 +331,18 @@ pub fn speedup_chart(
 }
 
 /// `0.1` → `10 %`, `0.05` → `5 %`, `0.125` → `12.5 %`.
-pub fn fmt_fraction(f: f64) -> String {
+pub(crate) fn fmt_fraction(f: f64) -> String {
     let pct = f * 100.0;
     if (pct - pct.round()).abs() < 1e-9 {
         format!("{:.0} %", pct)
     } else {
-        format!("{} %", crate::stats::sig3(pct))
+        format!("{} %", crate::measure::sig3(pct))
     }
 }
 
 /// One bar of a [`gantt`] chart.
 #[derive(Clone, Debug)]
-pub struct GanttBar {
+pub(crate) struct GanttBar {
     /// Row index into the `lanes` given to [`gantt`].
     pub lane: usize,
     pub label: String,
@@ -309,7 +352,7 @@ pub struct GanttBar {
 
 /// A Gantt chart: one row per lane (first lane on top), one bar per span, time in ms.
 /// Bars with the same label share a colour; a label is written inside a bar wide enough for it.
-pub fn gantt(title: &str, lanes: &[String], bars: &[GanttBar]) -> String {
+pub(crate) fn gantt(title: &str, lanes: &[String], bars: &[GanttBar]) -> String {
     let n = lanes.len().max(1);
     let row_h: u32 = if n <= 16 {
         28

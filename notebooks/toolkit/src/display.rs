@@ -22,12 +22,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 /// Prefix of a display line understood by the threadbook kernel.
-pub const DISPLAY_PREFIX: &str = "THREADBOOK_DISPLAY ";
+const DISPLAY_PREFIX: &str = "THREADBOOK_DISPLAY ";
 /// Prefix of a clear-output line understood by the threadbook kernel.
-pub const CLEAR_PREFIX: &str = "THREADBOOK_CLEAR_OUTPUT ";
+const CLEAR_PREFIX: &str = "THREADBOOK_CLEAR_OUTPUT ";
 
 /// True when running under the threadbook kernel (`THREADBOOK_KERNEL` is set).
-pub fn threadbook_kernel() -> bool {
+fn threadbook_kernel() -> bool {
     std::env::var_os("THREADBOOK_KERNEL").is_some()
 }
 
@@ -44,11 +44,6 @@ pub fn html(html: &str) {
 /// Shows an SVG document (e.g. one made by [`crate::chart`]).
 pub fn svg(svg: &str) {
     display(&[("image/svg+xml", svg.to_string())]);
-}
-
-/// Shows plain text as a display (handy with [`DisplayHandle`] for progress lines).
-pub fn text(text: &str) {
-    display(&[("text/plain", text.to_string())]);
 }
 
 /// Clears the cell's output; with `wait` the front end clears only when the next output arrives
@@ -110,19 +105,11 @@ impl DisplayHandle {
         }
     }
 
-    /// Shows (first call) or updates (later calls) an HTML fragment.
-    pub fn html(&self, html: &str) {
-        self.update(&[("text/html", html.to_string())]);
-    }
 
-    /// Shows (first call) or updates (later calls) a plain-text display.
-    pub fn text(&self, text: &str) {
-        self.update(&[("text/plain", text.to_string())]);
-    }
 }
 
 /// The `THREADBOOK_DISPLAY` line (ending in `\n`) for a bundle; adds `text/plain` if missing.
-pub fn display_line(data: &[(&str, String)], display_id: Option<&str>, update: bool) -> String {
+fn display_line(data: &[(&str, String)], display_id: Option<&str>, update: bool) -> String {
     let mut mimes = Map::new();
     for (mime, content) in with_plain(data) {
         mimes.insert(mime.to_string(), Value::String(content));
@@ -138,12 +125,12 @@ pub fn display_line(data: &[(&str, String)], display_id: Option<&str>, update: b
 }
 
 /// The `THREADBOOK_CLEAR_OUTPUT` line (ending in `\n`).
-pub fn clear_output_line(wait: bool) -> String {
+fn clear_output_line(wait: bool) -> String {
     format!("{CLEAR_PREFIX}{}\n", json!({ "wait": wait }))
 }
 
 /// The evcxr form of a bundle: one `EVCXR_BEGIN_CONTENT` block per MIME type.
-pub fn evcxr_blocks(data: &[(&str, String)]) -> String {
+fn evcxr_blocks(data: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (mime, content) in with_plain(data) {
         out.push_str("EVCXR_BEGIN_CONTENT ");
@@ -196,7 +183,7 @@ fn with_plain<'a>(data: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
 }
 
 /// Escapes `& < > " '` for HTML text and attribute values.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -213,7 +200,7 @@ pub fn escape_html(s: &str) -> String {
 
 /// A rough plain-text version of an HTML fragment: tags dropped (block tags become line
 /// breaks, an `<svg>` becomes `[chart]`), the common entities decoded.
-pub fn html_to_text(html: &str) -> String {
+fn html_to_text(html: &str) -> String {
     let mut out = String::new();
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
@@ -350,47 +337,26 @@ pub fn show_table(headers: &[&str], rows: &[Vec<String>]) {
     display(&[("text/plain", plain), ("text/html", html)]);
 }
 
-/// The parts of a measurement's display: a titled card with an optional
-/// warning, a table, a chart, a note and the context line, as
-/// text/plain and text/html.
-pub(crate) struct Card<'a> {
-    pub class: &'a str,
-    pub title: &'a str,
-    pub warning: Option<String>,
-    pub table: (String, String),
-    pub chart: String,
-    /// Chart above the table (true) or below it.
-    pub chart_first: bool,
-    pub note: String,
-    pub context: &'a crate::Context,
-}
-
-impl Card<'_> {
-    pub(crate) fn render(self) -> Vec<(&'static str, String)> {
-        let (html_table, text_table) = self.table;
-        let mut text = format!("{}\n", self.title);
-        let mut html = format!(
-            "<div class=\"{}\"><div style=\"font-weight:bold\">{}</div>",
-            self.class,
-            escape_html(self.title)
-        );
-        if let Some(w) = &self.warning {
-            text.push_str(&format!("!!! {w}\n"));
-            html.push_str(&format!(
-                "<div class=\"tb-warning\" style=\"color:#b00020;font-weight:bold;border:2px solid #b00020;padding:4px\">{}</div>",
-                escape_html(w)
-            ));
-        }
-        text.push_str(&format!("{text_table}\n{}\n{}", self.note, self.context.text()));
-        let chart = format!("<div>{}</div>", self.chart);
-        let (first, second) = if self.chart_first { (chart, html_table) } else { (html_table, chart) };
-        html.push_str(&format!(
-            "{first}{second}<div style=\"color:#666;font-size:85%\">{}</div>{}</div>",
-            escape_html(&self.note),
-            self.context.html()
-        ));
-        vec![("text/plain", text), ("text/html", html)]
-    }
+/// A measurement's display: title, warnings (red), table, chart, a grey note, the context line.
+pub(crate) fn show_card(title: &str, warnings: &[String], table: (String, String), chart: &str, note: &str, ctx: &crate::Context) {
+    let (h, t) = table;
+    let warn_text: String = warnings.iter().map(|w| format!("!!! {w}\n")).collect();
+    let warn_html: String = warnings
+        .iter()
+        .map(|w| format!("<div class=\"tb-warning\" style=\"color:#b00020;font-weight:bold\">{}</div>", escape_html(w)))
+        .collect();
+    display(&[
+        ("text/plain", format!("{title}\n{warn_text}{t}\n{note}\n{}", ctx.text())),
+        (
+            "text/html",
+            format!(
+                "<div class=\"tb-card\"><b>{}</b>{warn_html}{h}<div>{chart}</div><div style=\"color:#666;font-size:85%\">{}</div>{}</div>",
+                escape_html(title),
+                escape_html(note),
+                ctx.html()
+            ),
+        ),
+    ]);
 }
 
 #[cfg(test)]

@@ -1,57 +1,74 @@
-//! threadbook toolkit: measurement and display helpers for the concurrency notebooks.
-//!
-//! Notebook cells load it with
+//! threadbook toolkit (`tb`): measuring and drawing for the concurrency notebooks.
 //!
 //! ```text
 //! :dep threadbook-toolkit = { path = "toolkit" }
 //! use tb::*;
 //! ```
 //!
-//! What lives where:
-//! - [`display`](mod@display): sending HTML / SVG / text displays to the notebook, tables.
-//! - [`context`]: the machine a measurement ran on (cores, load, rustc, opt level).
-//! - [`cpu`]: CPU time of this process and of its waited-for children.
-//! - [`stats`] and [`bench`](mod@bench): timing one piece of code, summarising samples.
-//! - [`compare`]: timing several variants of the same job, alternately, with a bar chart.
-//! - [`sweep`]: speedup against thread count, with the ideal line and Amdahl's law.
-//! - [`timeline`]: a Gantt chart of which thread ran what, when.
-//! - [`chart`]: the SVG charts themselves (plotters, SVG backend).
-//! - [`work`]: deterministic CPU-bound workloads shared by threads and child processes.
-//! - [`procs`]: running those workloads in `tb-worker` child processes.
-//! - [`demo`]: crashes and hangs (panic, abort, segfault, stack overflow, deadlock) run in a
-//!   `tb-demo` child process with a timeout, reported as exit code or signal.
+//! The threads, pools and child processes of an experiment are written in the cell; the
+//! toolkit only measures them and draws the result. What a learner calls, one file each:
+//!
+//! - [`measure`]: CPU time (process, thread, children), context switches, [`Stats`], [`Bench`].
+//! - [`compare`](mod@compare): [`Compare`] runs variants of one job alternately; table + chart.
+//! - [`sweep`](mod@sweep): [`Sweep`] measures speedup against thread count, with Amdahl's law.
+//! - [`timeline`]: [`Timeline`] records which thread did what, when; a Gantt chart.
+//! - [`machine`]: the machine and build a measurement ran on ([`Context`]), the CPUs this
+//!   process may use, caches, the threads of this process.
+//! - [`chart`] and [`display`](mod@display): SVG charts, tables, HTML in the notebook.
+//! - [`check`]: [`Meeting`], which an exercise's checking cell uses to see threads alive together.
+//!
+//! Course scaffolding (demo workloads, the helper programs the notebooks start, the prediction
+//! journal) lives apart, in [`course`]: a learner need not read it.
 
-pub mod bench;
 pub mod chart;
+pub mod check;
 pub mod compare;
-pub mod context;
-pub mod cpu;
-pub mod demo;
+pub mod course;
 pub mod display;
-pub mod procs;
-pub mod stats;
+pub mod machine;
+pub mod measure;
 pub mod sweep;
 pub mod timeline;
-pub mod work;
 
 pub use std::hint::black_box;
 
-pub use bench::{bench, Bench};
+pub use check::Meeting;
 pub use compare::{Compare, Comparison};
-pub use context::{show_context, Context};
-pub use cpu::{children_cpu_time, cpu_time, thread_cpu_time};
-pub use demo::DemoOutcome;
-pub use display::{clear_output, display, html, show_table, svg, table, text, DisplayHandle};
-pub use stats::{fmt_duration, Stats};
-pub use sweep::{amdahl, pool, with_pool, Sweep, SweepPoint, SweepResult};
-pub use timeline::{Span, SpanRecord, Timeline};
-pub use work::split;
+pub use course::work::{self, split};
+pub use display::{clear_output, display, html, show_table, svg, table, DisplayHandle};
+pub use machine::{allowed_cpus, cores, os_tid, pin_to_cpu, show_context, tasks, Context};
+pub use measure::{
+    children_cpu_time, context_switches, cpu_time, fmt_duration, settle, thread_context_switches,
+    thread_cpu_time, Bench, Stats, Switches,
+};
+pub use sweep::{amdahl, pool, with_pool, Sweep, SweepResult};
+pub use timeline::Timeline;
 
-/// Number of CPUs this process may run on (`std::thread::available_parallelism`), 1 if unknown.
-///
-/// This honours CPU affinity: under `taskset -c 0` it is 1.
-pub fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+/// Kept for older cells and the kernel's own tests: `procs::run_parallel` and `procs::worker_path`.
+/// The course writes its `std::process::Command` code in the cells instead.
+pub mod procs {
+    pub use crate::course::bins::worker_path;
+    pub use crate::course::work::split;
+
+    /// Runs `tb-worker JOB lo hi` for every part at once, waits for all, returns their answers.
+    pub fn run_parallel(job: &str, parts: &[(u64, u64)]) -> Vec<u64> {
+        let children: Vec<_> = parts
+            .iter()
+            .map(|(a, b)| {
+                std::process::Command::new(worker_path())
+                    .args([job, &a.to_string(), &b.to_string()])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("start tb-worker")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().expect("wait for tb-worker");
+                let text = String::from_utf8_lossy(&out.stdout);
+                text.trim().parse().unwrap_or_else(|_| panic!("tb-worker {job} printed {text:?}"))
+            })
+            .collect()
+    }
 }

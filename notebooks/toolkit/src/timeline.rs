@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::chart::{gantt, GanttBar};
-use crate::context::Context;
+use crate::machine::Context;
 use crate::display::{display, escape_html, table};
-use crate::stats::fmt_duration;
+use crate::measure::fmt_duration;
 
 /// A shared recorder of spans. Cloning is cheap (an `Arc`); clones record into the same
 /// timeline, so give one clone to each thread.
@@ -81,7 +81,7 @@ impl Default for Timeline {
 }
 
 /// The lane name of the calling thread: its name, or `thread N` from its id.
-pub fn current_lane() -> String {
+fn current_lane() -> String {
     let t = std::thread::current();
     match t.name() {
         Some(name) => name.to_string(),
@@ -163,7 +163,7 @@ impl Timeline {
     }
 
     /// Lanes in order of their first span.
-    pub fn lanes(&self) -> Vec<String> {
+    fn lanes(&self) -> Vec<String> {
         let mut lanes: Vec<String> = Vec::new();
         for s in self.spans() {
             if !lanes.contains(&s.lane) {
@@ -173,17 +173,8 @@ impl Timeline {
         lanes
     }
 
-    /// Removes all spans (the origin stays).
-    pub fn clear(&self) {
-        self.inner
-            .spans
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
-    }
-
     /// The Gantt chart (SVG): one row per lane, one bar per span.
-    pub fn chart(&self, title: &str) -> String {
+    fn chart(&self, title: &str) -> String {
         let lanes = self.lanes();
         let bars: Vec<GanttBar> = self
             .spans()
@@ -199,7 +190,7 @@ impl Timeline {
     }
 
     /// Per lane: spans, first start, last end, busy time (sum of span lengths), as `(html, text)`.
-    pub fn lane_table(&self) -> (String, String) {
+    fn lane_table(&self) -> (String, String) {
         let spans = self.spans();
         let rows: Vec<Vec<String>> = self
             .lanes()
@@ -222,7 +213,7 @@ impl Timeline {
     }
 
     /// Every span as a table (at most `limit` rows), as `(html, text)`.
-    pub fn span_table(&self, limit: usize) -> (String, String) {
+    fn span_table(&self, limit: usize) -> (String, String) {
         let rows: Vec<Vec<String>> = self
             .spans()
             .iter()
@@ -241,7 +232,7 @@ impl Timeline {
     }
 
     /// The display bundle: chart and lane table (HTML); lane table and span list (text).
-    pub fn render(&self, title: &str) -> Vec<(&'static str, String)> {
+    fn render(&self, title: &str) -> Vec<(&'static str, String)> {
         const LIMIT: usize = 40;
         let spans = self.spans().len();
         let lanes = self.lanes().len();

@@ -1,5 +1,5 @@
-//! The `tb-worker` binary computes exactly what `tb::work::run` computes, in both of its modes,
-//! and `tb::procs` drives it (using the binary cargo built for this test run).
+//! The `tb-worker` binary computes exactly what `tb::work::run` computes, in all of its modes,
+//! and reports the profile it was built with (using the binary cargo built for this test run).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -8,7 +8,7 @@ const WORKER: &str = env!("CARGO_BIN_EXE_tb-worker");
 
 fn use_test_worker() {
     // Every test sets the same value, so the order they run in does not matter.
-    std::env::set_var("THREADBOOK_WORKER", WORKER);
+    std::env::set_var("THREADBOOK_BIN_TB_WORKER", WORKER);
 }
 
 const CASES: &[(&str, u64, u64)] = &[
@@ -95,50 +95,22 @@ fn stdin_mode_answers_one_line_per_request() {
 }
 
 #[test]
-fn procs_run_and_run_parallel_agree_with_threads() {
+fn run_parallel_agrees_with_the_library_and_children_cpu_counts() {
     use_test_worker();
-    assert_eq!(tb::procs::run("count_primes", 0, 100), 25);
-    let parts = tb::procs::split(0, 30_000, 3);
+    let parts = tb::split(0, 30_000, 3);
     let before = tb::children_cpu_time();
     let by_procs = tb::procs::run_parallel("collatz_steps", &parts);
-    let by_threads = tb::work::run_threads("collatz_steps", &parts);
-    assert_eq!(by_procs, by_threads);
-    assert_eq!(
-        tb::work::combine(&by_procs),
-        tb::work::collatz_steps(0, 30_000)
-    );
-    // Waited-for children's CPU time shows up in children_cpu_time.
+    assert_eq!(tb::work::combine(&by_procs), tb::work::collatz_steps(0, 30_000));
     let spins = tb::procs::run_parallel("spin", &[(20_000_000, 0), (20_000_000, 0)]);
     assert_eq!(spins, vec![tb::work::spin(20_000_000); 2]);
     let used = tb::children_cpu_time() - before;
-    assert!(
-        used >= std::time::Duration::from_millis(20),
-        "children used {used:?}"
-    );
+    assert!(used >= std::time::Duration::from_millis(20), "children used {used:?}");
 }
 
 #[test]
-fn procs_report_worker_errors() {
-    use_test_worker();
-    let err = tb::procs::try_run("nope", 1, 2).unwrap_err();
-    assert!(err.contains("unknown job"), "{err}");
-    let err = tb::procs::try_run_parallel("nope", &[(0, 1), (1, 2)]).unwrap_err();
-    assert!(err.contains("unknown job"), "{err}");
-}
-
-#[test]
-fn long_lived_worker_round_trips() {
-    use_test_worker();
-    let mut w = tb::procs::Worker::spawn();
-    assert_ne!(w.pid(), std::process::id());
-    for n in [10, 100, 1000] {
-        assert_eq!(w.call("count_primes", 0, n), tb::work::count_primes(0, n));
-    }
-    assert!(w
-        .try_call("nope", 0, 0)
-        .unwrap_err()
-        .contains("ERR unknown job"));
-    assert!(w.finish().unwrap().success());
+fn profile_is_the_librarys() {
+    let out = Command::new(WORKER).arg("--profile").output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), tb::machine::profile());
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! tb-demo: crashes, hangs and other things a notebook must not do in its own process, each a
-//! scenario run in a child process (`tb::demo::run` runs it with a timeout and reports the exit
+//! scenario run in a child process (`tb::course::demo::run` runs it with a timeout and reports the exit
 //! code or signal).
 //!
 //! ```text
@@ -18,11 +18,34 @@ use std::time::{Duration, Instant};
 
 use std::hint::black_box;
 
+/// (name, arguments, what it does and how it ends)
+const SCENARIOS: &[(&str, &str, &str)] = &[
+    ("ok", "", "prints ok and its pid, exits 0"),
+    ("exit", "[N]", "std::process::exit(N): exit code N"),
+    ("panic-in-thread", "", "a thread panics; main's join() returns Err and main exits 0"),
+    ("panic-in-thread-abort", "", "a thread panics under a hook that aborts, as panic = \"abort\" does: SIGABRT"),
+    ("poisoned-mutex", "", "a thread panics holding a Mutex; main's lock() is Err(PoisonError), exits 0"),
+    ("abort", "", "main calls std::process::abort(): SIGABRT"),
+    ("abort-in-thread", "[MS]", "main ticks every 20 ms; after MS ms (60) a thread aborts: all die, SIGABRT"),
+    ("segfault", "", "writes to address 0x8: SIGSEGV"),
+    ("segfault-in-thread", "", "a spawned thread writes to address 0x8: the whole process dies, SIGSEGV"),
+    ("stack-overflow", "", "endless recursion (1 KiB a call) on main's stack: Rust reports it, SIGABRT"),
+    ("stack-overflow-thread", "[KIB]", "endless recursion in a thread with a KIB KiB stack (64): SIGABRT"),
+    ("recurse", "[DEPTH] [KIB]", "DEPTH calls of 1 KiB in a thread with a KIB KiB stack (2048): depth, stack used"),
+    ("deadlock", "", "two threads lock two mutexes in opposite order: hangs until killed"),
+    ("spin", "[MS]", "keeps one core busy for MS ms (100) of wall time; prints the CPU time it got"),
+    ("spin-threads", "[N] [ITERS]", "N threads (2) each run work::spin(ITERS); prints wall, CPU, CPU/wall, checksum"),
+    ("sleep-threads", "[N] [MS]", "N threads (10) each sleep MS ms (100) at once; prints the wall time"),
+    ("print-pid-tids", "[N]", "main and N threads (2) print pid, thread id, a local's address; /proc/self/task"),
+    ("count-stdin", "", "reads stdin to the end, prints \"BYTES SUM\" (sum of the bytes, wrapping)"),
+    ("echo", "", "copies stdin to stdout as it arrives"),
+];
+
 fn usage() -> String {
     let mut s = String::from("usage: tb-demo SCENARIO [ARGS] | tb-demo --list\nscenarios:\n");
-    for sc in tb::demo::SCENARIOS {
-        let name = format!("{} {}", sc.name, sc.args);
-        s.push_str(&format!("  {:<28} {}\n", name.trim(), sc.what));
+    for (name, args, what) in SCENARIOS {
+        let name = format!("{name} {args}");
+        s.push_str(&format!("  {:<28} {what}\n", name.trim()));
     }
     s
 }
@@ -104,10 +127,6 @@ fn run(words: &[&str]) -> Result<ExitCode, String> {
             let code = num(words, 1, 0)?;
             println!("calling std::process::exit({code})");
             std::process::exit(code as i32);
-        }
-        "panic" => {
-            println!("main thread: about to panic");
-            panic!("boom in main");
         }
         "panic-in-thread" => {
             let h = thread::Builder::new()
@@ -243,11 +262,6 @@ fn run(words: &[&str]) -> Result<ExitCode, String> {
             let _ = t1.join();
             let _ = t2.join();
             println!("unreachable: both threads finished");
-        }
-        "sleep" => {
-            let ms = num(words, 1, 100)?;
-            thread::sleep(Duration::from_millis(ms));
-            println!("slept {ms} ms");
         }
         "spin" => {
             let ms = num(words, 1, 100)?;

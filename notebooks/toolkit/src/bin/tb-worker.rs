@@ -9,6 +9,7 @@
 //!                         connect to a coordinator over TCP, send "READY <pid>", then
 //!                         answer "JOB A B" lines like --stdin; stops when the coordinator
 //!                         closes the connection
+//! tb-worker --profile     print how it was compiled (the same profile as the notebook's cells)
 //! tb-worker --list        list the jobs
 //! ```
 //!
@@ -102,6 +103,10 @@ fn main() -> ExitCode {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["--stdin"] => serve_stdin(),
+        ["--profile"] => {
+            println!("{}", tb::machine::profile());
+            ExitCode::SUCCESS
+        }
         ["--connect", addr] => serve_tcp(addr),
         ["--list"] | ["--help"] | ["-h"] => {
             print!("{}", usage());

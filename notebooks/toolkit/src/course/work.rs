@@ -1,5 +1,6 @@
-//! Deterministic workloads that threads, rayon and child processes (`tb-worker`) all run, so
-//! their times compare the same work. Each takes plain integers and returns a `u64` checksum.
+//! Course scaffolding: deterministic workloads that threads, rayon and child processes
+//! (`tb-worker`) all run, so their times compare the same work. Each takes plain integers and
+//! returns a `u64` checksum.
 //!
 //! The range jobs (`count_primes`, `sum_squares`, `collatz_steps`) work on the half-open range
 //! `[lo, hi)` and are *additive*: the results of the parts of a range, summed with
@@ -72,11 +73,6 @@ pub fn job_names() -> String {
     JOBS.iter().map(|j| j.name).collect::<Vec<_>>().join(", ")
 }
 
-/// Like [`run`], but panics with the list of jobs if the name is unknown.
-pub fn run_or_panic(job: &str, a: u64, b: u64) -> u64 {
-    run(job, a, b).unwrap_or_else(|| panic!("unknown job {job:?}; the jobs are {}", job_names()))
-}
-
 /// Seed of [`spin`].
 pub const SPIN_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -93,7 +89,7 @@ pub fn spin(iters: u64) -> u64 {
 }
 
 /// Whether `n` is prime (trial division by 2, 3 and 6k ± 1).
-pub fn is_prime(n: u64) -> bool {
+fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
     }
@@ -191,24 +187,6 @@ pub fn combine(results: &[u64]) -> u64 {
     results.iter().fold(0u64, |a, &r| a.wrapping_add(r))
 }
 
-/// Runs `job` on every part in its own thread (`std::thread::scope`), results in part order:
-/// the thread counterpart of `procs::run_parallel`.
-pub fn run_threads(job: &str, parts: &[(u64, u64)]) -> Vec<u64> {
-    if !JOBS.iter().any(|j| j.name == job) {
-        panic!("unknown job {job:?}; the jobs are {}", job_names());
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .iter()
-            .map(|&(a, b)| s.spawn(move || run_or_panic(job, a, b)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a worker thread panicked"))
-            .collect()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,12 +263,6 @@ mod tests {
                 .map(|&(a, b)| run(job.name, a, b).unwrap())
                 .collect();
             assert_eq!(combine(&parts), whole, "{}", job.name);
-            assert_eq!(
-                combine(&run_threads(job.name, &split(0, 5000, 3))),
-                whole,
-                "{}",
-                job.name
-            );
         }
     }
 }

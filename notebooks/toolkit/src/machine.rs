@@ -1,6 +1,7 @@
-//! The context of a measurement: cores, CPU model, load average, rustc version and how the code
-//! was compiled. Every timing display shows it, because a busy shared machine shows 1.0x where an
-//! idle one shows 1.9x.
+//! The machine a measurement ran on: the CPUs this process may use (its affinity mask), the CPU
+//! model, caches, load, rustc and how the code was compiled; and the threads of this process.
+//! Every timing display ends with [`Context`]'s line, because a busy shared machine shows 1.0x
+//! where an idle one shows 1.9x.
 
 use std::sync::OnceLock;
 
@@ -25,8 +26,8 @@ pub struct Context {
     pub busy_now: Option<f64>,
     /// e.g. `rustc 1.95.0`, or `rustc ?` if it could not be found.
     pub rustc: String,
-    /// e.g. `opt-level 2`: the level the toolkit crate was compiled at (evcxr compiles cells and
-    /// their dependencies with the same profile).
+    /// e.g. `opt-level 2`: the level the toolkit was compiled at; the kernel compiles cells and
+    /// their dependencies with one profile, and the course's helper programs are built with it too.
     pub opt_level: String,
     /// Whether debug assertions (and integer overflow checks) are on in this build.
     pub debug_assertions: bool,
@@ -38,7 +39,7 @@ impl Context {
         let (load1, load5) = load_average().unwrap_or((f64::NAN, f64::NAN));
         let busy_now = cpus_busy_now(std::time::Duration::from_millis(100));
         Context {
-            cores: crate::cores(),
+            cores: cores(),
             online_cpus: online_cpus(),
             cpu_model: cpu_model(),
             load1,
@@ -79,14 +80,14 @@ impl Context {
 
     /// True when the 1-minute load average is at least the number of cores: other programs
     /// compete for the CPU and parallel speedups will look smaller than on an idle machine.
-    pub fn busy(&self) -> bool {
+    fn busy(&self) -> bool {
         self.load1 >= self.cores as f64
     }
 
     /// A plain warning sentence when the machine is busy. If the load average is high but the
     /// CPUs are idle right now, the sentence says the load is probably this notebook's own
     /// earlier measurements instead.
-    pub fn warning(&self) -> Option<String> {
+    fn warning(&self) -> Option<String> {
         if !self.busy() {
             return None;
         }
@@ -129,7 +130,7 @@ impl Context {
         s
     }
 
-    /// Shows the context as a display.
+    /// Shows the context line.
     pub fn show(&self) {
         display(&[("text/plain", self.text()), ("text/html", self.html())]);
     }
@@ -147,13 +148,115 @@ pub fn show_context() {
     Context::now().show();
 }
 
+/// CPUs this process may use (`std::thread::available_parallelism`; 1 under `taskset -c 0`).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The CPU numbers in the calling thread's affinity mask (`sched_getaffinity`): where it may run.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity(0, …) fills it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    }
+}
+
+/// Restricts the calling thread (and threads it starts later) to one CPU; false if refused.
+pub fn pin_to_cpu(cpu: usize) -> bool {
+    // SAFETY: as in allowed_cpus; sched_setaffinity(0, …) applies to the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// The kernel's id of the calling thread (TID, as in `/proc/self/task`).
+pub fn os_tid() -> u64 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u64 }
+}
+
+/// Every thread of this process: (TID, name) from `/proc/self/task`, by TID.
+pub fn tasks() -> Vec<(u64, String)> {
+    let mut t: Vec<(u64, String)> = std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let tid = e.file_name().to_str()?.parse().ok()?;
+                    let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                    Some((tid, name.trim().to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
+/// One CPU cache, from `/sys/devices/system/cpu/cpuN/cache/index*`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cache {
+    /// 1, 2, 3 …
+    pub level: u32,
+    /// `Data`, `Instruction` or `Unified`.
+    pub kind: String,
+    pub bytes: u64,
+    /// The CPUs sharing it, as the kernel lists them (e.g. `0-1`).
+    pub shared_by: String,
+}
+
+/// The caches of CPU `cpu`, smallest level first (empty if the system does not say).
+pub fn caches(cpu: usize) -> Vec<Cache> {
+    let dir = format!("/sys/devices/system/cpu/cpu{cpu}/cache");
+    let read = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default().trim().to_string();
+    let mut v: Vec<Cache> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("index"))
+                .filter_map(|e| {
+                    let p = e.path();
+                    Some(Cache {
+                        level: read(&p, "level").parse().ok()?,
+                        kind: read(&p, "type"),
+                        bytes: parse_size(&read(&p, "size"))?,
+                        shared_by: read(&p, "shared_cpu_list"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by(|a, b| (a.level, &a.kind).cmp(&(b.level, &b.kind)));
+    v
+}
+
+/// `32K` → 32768, `1024K` → 1 MiB, `32M` → 32 MiB.
+fn parse_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1 << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+/// How this code was compiled: `opt-level 2 · debug assertions on`.
+pub fn profile() -> String {
+    format!("{} · debug assertions {}", opt_level(), if cfg!(debug_assertions) { "on" } else { "off" })
+}
+
 fn online_cpus() -> usize {
     // SAFETY: sysconf only reads a system value.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     if n > 0 {
         n as usize
     } else {
-        crate::cores()
+        cores()
     }
 }
 
@@ -226,9 +329,8 @@ fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// `rustc X.Y.Z` of the compiler that built the toolkit, else of `rustc` on the PATH (asked
-/// once), else `rustc ?`.
-pub fn rustc_version() -> &'static str {
+/// `rustc X.Y.Z` of the compiler that built the toolkit, else of `rustc` on the PATH, else `rustc ?`.
+fn rustc_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
         let built_with = env!("TB_RUSTC_VERSION");
@@ -255,7 +357,7 @@ fn short_rustc(full: &str) -> String {
     }
 }
 
-fn opt_level() -> String {
+pub(crate) fn opt_level() -> String {
     match env!("TB_OPT_LEVEL") {
         "" => "opt-level ?".to_string(),
         level => format!("opt-level {level}"),
@@ -347,6 +449,19 @@ mod tests {
             parse_cpu_ticks("cpu  10 1 5 100 4 1 1 0 0 0\ncpu0 1 2 3\n"),
             Some((18, 122))
         );
+    }
+
+    #[test]
+    fn machine_facts() {
+        assert_eq!(parse_size("32K"), Some(32768));
+        assert_eq!(parse_size("32M"), Some(32 << 20));
+        let cpus = allowed_cpus();
+        assert_eq!(cpus.len(), cores());
+        let me = os_tid();
+        assert!(tasks().iter().any(|(t, _)| *t == me));
+        let pinned = std::thread::spawn(move || (pin_to_cpu(cpus[0]), allowed_cpus(), cores())).join().unwrap();
+        assert_eq!(pinned, (true, vec![allowed_cpus()[0]], 1));
+        assert!(profile().starts_with("opt-level "));
     }
 
     #[test]

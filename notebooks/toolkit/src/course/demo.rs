@@ -1,4 +1,4 @@
-//! Crash and hang demonstrations, each run in a child process (`tb-demo`) with a timeout, so
+//! Course scaffolding: crash and hang demonstrations, each run in a child process (`tb-demo`) with a timeout, so
 //! the notebook's own process survives: a thread that panics, a thread that aborts, a segfault,
 //! a stack overflow, a deadlock… [`run`] reports what happened as a [`DemoOutcome`]: exit code
 //! or signal, what the child printed, whether it hung and had to be killed, how long it took.
@@ -9,152 +9,23 @@
 //! o.show();
 //! ```
 //!
-//! The binary is built on first use like `tb-worker` (see [`crate::procs::bin_path`]); its
-//! source, [`source_path`], is short enough to read next to the outcome.
+//! The binary is built on first use like `tb-worker` (see [`super::bins`]); its source is
+//! `src/bin/tb-demo.rs`, each scenario a few lines.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::context::Context;
+use crate::machine::Context;
 use crate::display::{display, escape_html, table};
-use crate::stats::fmt_duration;
-
-/// A scenario `tb-demo` knows.
-#[derive(Clone, Copy, Debug)]
-pub struct Scenario {
-    pub name: &'static str,
-    /// Its optional arguments.
-    pub args: &'static str,
-    /// What it does and how it ends.
-    pub what: &'static str,
-}
-
-/// Every scenario of `tb-demo`.
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "ok",
-        args: "",
-        what: "prints ok and its pid, exits 0",
-    },
-    Scenario {
-        name: "exit",
-        args: "[N]",
-        what: "std::process::exit(N): exit code N",
-    },
-    Scenario {
-        name: "panic",
-        args: "",
-        what: "the main thread panics: exit code 101",
-    },
-    Scenario {
-        name: "panic-in-thread",
-        args: "",
-        what: "a thread panics; main's join() returns Err and main exits 0",
-    },
-    Scenario {
-        name: "panic-in-thread-abort",
-        args: "",
-        what: "a thread panics under a hook that aborts, as panic = \"abort\" does: SIGABRT",
-    },
-    Scenario {
-        name: "poisoned-mutex",
-        args: "",
-        what: "a thread panics holding a Mutex; main's lock() is Err(PoisonError), main exits 0",
-    },
-    Scenario {
-        name: "abort",
-        args: "",
-        what: "main calls std::process::abort(): SIGABRT",
-    },
-    Scenario {
-        name: "abort-in-thread",
-        args: "[MS]",
-        what: "main ticks every 20 ms; after MS ms (60) a thread aborts: all die, SIGABRT",
-    },
-    Scenario {
-        name: "segfault",
-        args: "",
-        what: "writes to address 0x8: SIGSEGV",
-    },
-    Scenario {
-        name: "segfault-in-thread",
-        args: "",
-        what: "a spawned thread writes to address 0x8: the whole process dies, SIGSEGV",
-    },
-    Scenario {
-        name: "stack-overflow",
-        args: "",
-        what: "endless recursion (1 KiB a call) on main's stack: Rust reports it, SIGABRT",
-    },
-    Scenario {
-        name: "stack-overflow-thread",
-        args: "[KIB]",
-        what: "endless recursion in a thread with a KIB KiB stack (64): SIGABRT",
-    },
-    Scenario {
-        name: "recurse",
-        args: "[DEPTH] [KIB]",
-        what: "DEPTH calls of 1 KiB in a thread with a KIB KiB stack (2048): depth, stack used",
-    },
-    Scenario {
-        name: "deadlock",
-        args: "",
-        what: "two threads lock two mutexes in opposite order: hangs until killed",
-    },
-    Scenario {
-        name: "sleep",
-        args: "[MS]",
-        what: "sleeps MS ms (100), exits 0",
-    },
-    Scenario {
-        name: "spin",
-        args: "[MS]",
-        what: "keeps one core busy for MS ms (100) of wall time; prints the CPU time it got",
-    },
-    Scenario {
-        name: "spin-threads",
-        args: "[N] [ITERS]",
-        what: "N threads (2) each run work::spin(ITERS); prints wall, CPU, CPU/wall, checksum",
-    },
-    Scenario {
-        name: "sleep-threads",
-        args: "[N] [MS]",
-        what: "N threads (10) each sleep MS ms (100) at once; prints the wall time",
-    },
-    Scenario {
-        name: "print-pid-tids",
-        args: "[N]",
-        what: "main and N threads (2) print pid, thread id, a local's address; /proc/self/task",
-    },
-    Scenario {
-        name: "count-stdin",
-        args: "",
-        what: "reads stdin to the end, prints \"BYTES SUM\" (sum of the bytes, wrapping)",
-    },
-    Scenario {
-        name: "echo",
-        args: "",
-        what: "copies stdin to stdout as it arrives",
-    },
-];
-
-/// Path of the `tb-demo` binary, built on first use.
-pub fn demo_path() -> PathBuf {
-    crate::procs::bin_path("tb-demo")
-}
-
-/// The source of `tb-demo`, to open and read.
-pub fn source_path() -> PathBuf {
-    crate::procs::bin_source_path("tb-demo")
-}
+use crate::measure::fmt_duration;
 
 /// A `Command` for `tb-demo SCENARIO ARGS…` (`scenario` is split on whitespace, e.g.
 /// `"exit 3"`), to customise before spawning. Backtraces are switched off
 /// (`RUST_BACKTRACE` removed), so a panic shows its message, not pages of frames.
 pub fn command(scenario: &str) -> Command {
-    command_at(demo_path(), scenario)
+    command_at(super::bins::demo_path(), scenario)
 }
 
 fn command_at(path: PathBuf, scenario: &str) -> Command {
@@ -166,7 +37,7 @@ fn command_at(path: PathBuf, scenario: &str) -> Command {
 }
 
 /// The name of a Unix signal number (`6` → `SIGABRT`), if it is a common one.
-pub fn signal_name(signal: i32) -> Option<&'static str> {
+fn signal_name(signal: i32) -> Option<&'static str> {
     Some(match signal {
         libc::SIGHUP => "SIGHUP",
         libc::SIGINT => "SIGINT",
@@ -217,10 +88,6 @@ impl DemoOutcome {
         self.exit_code == Some(0) && !self.timed_out
     }
 
-    /// True when a signal ended it (a crash, or the kill after a timeout).
-    pub fn killed(&self) -> bool {
-        self.signal.is_some()
-    }
 
     /// One phrase: `exited with code 0`, `killed by signal 6 (SIGABRT)`,
     /// `hung: killed after the 1.00 s timeout (signal 9, SIGKILL)`.
@@ -249,7 +116,7 @@ impl DemoOutcome {
 
     /// The last `n` lines of stdout (or stderr), joined by newlines; earlier lines are
     /// summarised as `… K more lines`.
-    pub fn tail(text: &str, n: usize) -> String {
+    fn tail(text: &str, n: usize) -> String {
         let lines: Vec<&str> = text.trim_matches('\n').lines().collect();
         if lines.len() <= n {
             return lines.join("\n");
@@ -280,7 +147,7 @@ impl DemoOutcome {
 
     /// The display bundle: a table (scenario, outcome, exit code, signal, time) and what the
     /// child printed (the last lines of stdout and stderr), as text and HTML.
-    pub fn render(&self) -> Vec<(&'static str, String)> {
+    fn render(&self) -> Vec<(&'static str, String)> {
         render_outcomes(std::slice::from_ref(self), 12)
     }
 
@@ -289,10 +156,6 @@ impl DemoOutcome {
         display(&self.render());
     }
 
-    /// evcxr shows the last expression of a cell with this method.
-    pub fn evcxr_display(&self) {
-        self.show();
-    }
 }
 
 /// `scenario: verdict (time)`, then stdout and stderr, each indented.
@@ -320,14 +183,14 @@ impl std::fmt::Display for DemoOutcome {
 const HEADERS: [&str; 5] = ["scenario", "outcome", "exit code", "signal", "time"];
 
 /// The table of several outcomes as `(html, text)`: one row each.
-pub fn outcomes_table(outcomes: &[DemoOutcome]) -> (String, String) {
+fn outcomes_table(outcomes: &[DemoOutcome]) -> (String, String) {
     let rows: Vec<Vec<String>> = outcomes.iter().map(DemoOutcome::row).collect();
     table(&HEADERS, &rows)
 }
 
 /// The display bundle for several outcomes: the table, then each one's last `lines` lines of
 /// output, and the context line (the times are wall times of whole child processes).
-pub fn render_outcomes(outcomes: &[DemoOutcome], lines: usize) -> Vec<(&'static str, String)> {
+fn render_outcomes(outcomes: &[DemoOutcome], lines: usize) -> Vec<(&'static str, String)> {
     let (html_table, text_table) = outcomes_table(outcomes);
     let ctx = Context::now();
     let mut text = text_table;
@@ -370,17 +233,8 @@ pub fn show_outcomes(outcomes: &[DemoOutcome]) {
 /// Runs `tb-demo SCENARIO` (e.g. `"exit 3"`) in a child process; kills it (SIGKILL) if it is
 /// still running after `timeout`. Panics only if the binary cannot be built or started.
 pub fn run(scenario: &str, timeout: Duration) -> DemoOutcome {
-    try_run(scenario, timeout).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Like [`run`], but returns an error instead of panicking.
-pub fn try_run(scenario: &str, timeout: Duration) -> Result<DemoOutcome, String> {
-    let cmd = command_at(crate::procs::try_bin_path("tb-demo")?, scenario);
-    run_command(
-        scenario.split_whitespace().collect::<Vec<_>>().join(" "),
-        cmd,
-        timeout,
-    )
+    let label = scenario.split_whitespace().collect::<Vec<_>>().join(" ");
+    run_command(label, command(scenario), timeout).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs each scenario in turn with the same timeout.
@@ -528,16 +382,6 @@ mod tests {
             shown.starts_with("x: killed by signal 11 (SIGSEGV) (12.0 ms)"),
             "{shown}"
         );
-    }
-
-    #[test]
-    fn every_scenario_is_listed_once() {
-        let mut names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
-        names.sort();
-        let n = names.len();
-        names.dedup();
-        assert_eq!(names.len(), n);
-        assert!(source_path().is_file());
     }
 
     #[test]
