@@ -86,13 +86,13 @@ impl<'a> Compare<'a> {
 /// The result of [`Compare::run`].
 #[derive(Clone, Debug)]
 pub struct Comparison {
-    pub title: String,
+    pub(crate) title: String,
     /// One per variant, in the order they were added.
     pub stats: Vec<Stats>,
     /// The checksum each variant returned in its warm-up call.
     pub checksums: Vec<u64>,
     /// True for a variant whose checksum changed between calls (a race?).
-    pub unstable: Vec<bool>,
+    pub(crate) unstable: Vec<bool>,
     pub rounds: usize,
     pub context: Context,
 }

@@ -84,10 +84,6 @@ impl DisplayHandle {
         }
     }
 
-    /// The display id sent to the kernel.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
 
     /// Shows the bundle as a new display carrying this handle's id.
     pub fn show(&self, data: &[(&str, String)]) {
@@ -424,8 +420,8 @@ mod tests {
     fn handles_have_distinct_ids() {
         let a = DisplayHandle::new();
         let b = DisplayHandle::new();
-        assert_ne!(a.id(), b.id());
-        assert!(a.id().starts_with("tb-"));
+        assert_ne!(a.id, b.id);
+        assert!(a.id.starts_with("tb-"));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use course::work::{self, split};
 pub use display::{clear_output, display, html, show_table, svg, table, DisplayHandle};
 pub use machine::{allowed_cpus, cores, os_tid, pin_to_cpu, show_context, tasks, Context};
 pub use measure::{
-    children_cpu_time, context_switches, cpu_time, fmt_duration, settle, thread_context_switches,
+    children_cpu_time, cpu_time, fmt_duration, settle, thread_context_switches,
     thread_cpu_time, Bench, Stats, Switches,
 };
 pub use sweep::{amdahl, pool, with_pool, Sweep, SweepResult};

@@ -73,11 +73,6 @@ fn switches_of(u: &libc::rusage) -> Switches {
     Switches { voluntary: u.ru_nvcsw as u64, involuntary: u.ru_nivcsw as u64 }
 }
 
-/// Context switches of all threads of this process so far.
-pub fn context_switches() -> Switches {
-    switches_of(&rusage(libc::RUSAGE_SELF))
-}
-
 /// Context switches of the calling thread so far.
 pub fn thread_context_switches() -> Switches {
     switches_of(&rusage(libc::RUSAGE_THREAD))
@@ -103,13 +98,12 @@ pub struct Stats {
     pub label: String,
     pub median: Duration,
     pub min: Duration,
-    pub max: Duration,
+    pub(crate) max: Duration,
     /// Median CPU time of a sample (zero if not measured).
     pub cpu: Duration,
     /// Threads the code was declared to use (1 for a `single` variant), if known.
     pub threads: Option<usize>,
-    pub samples: Vec<Duration>,
-    pub cpu_samples: Vec<Duration>,
+    pub(crate) samples: Vec<Duration>,
 }
 
 /// Median of durations (mean of the two middle ones for an even count); zero if empty.
@@ -125,7 +119,7 @@ fn median(samples: &[Duration]) -> Duration {
 
 impl Stats {
     /// Summarises wall-time samples and the CPU time of each.
-    pub fn new(label: impl Into<String>, samples: Vec<Duration>, cpu_samples: Vec<Duration>) -> Stats {
+    pub(crate) fn new(label: impl Into<String>, samples: Vec<Duration>, cpu_samples: Vec<Duration>) -> Stats {
         Stats {
             label: label.into(),
             median: median(&samples),
@@ -134,7 +128,6 @@ impl Stats {
             cpu: median(&cpu_samples),
             threads: None,
             samples,
-            cpu_samples,
         }
     }
 
@@ -146,7 +139,7 @@ impl Stats {
 
     /// Why these figures cannot be right, if they cannot: CPU/wall above 100 % per thread used
     /// (or per core), which no measurement of this code alone can give.
-    pub fn impossible(&self, cores: usize) -> Option<String> {
+    pub(crate) fn impossible(&self, cores: usize) -> Option<String> {
         let limit = self.threads.unwrap_or(cores).min(cores).max(1);
         let ratio = self.cpu_ratio();
         (ratio > limit as f64 * 1.1).then(|| {

@@ -125,19 +125,19 @@ impl Sweep {
 pub struct SweepPoint {
     pub threads: usize,
     pub stats: Stats,
-    pub checksum: u64,
+    pub(crate) checksum: u64,
     /// False if the checksum changed between calls.
-    pub stable: bool,
+    pub(crate) stable: bool,
 }
 
 /// The result of [`Sweep::run`].
 #[derive(Clone, Debug)]
 pub struct SweepResult {
-    pub title: String,
+    pub(crate) title: String,
     /// One point per thread count, ascending.
     pub points: Vec<SweepPoint>,
-    pub serial_fraction: Option<f64>,
-    pub rounds: usize,
+    pub(crate) serial_fraction: Option<f64>,
+    pub(crate) rounds: usize,
     pub context: Context,
 }
 
@@ -165,7 +165,7 @@ impl SweepResult {
     }
 
     /// Checksums differing between counts, CPU/wall or speedups that threads and cores cannot give.
-    pub fn warnings(&self) -> Vec<String> {
+    fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         let first = self.points[0].checksum;
         if !self.points.iter().all(|p| p.checksum == first && p.stable) {

@@ -24,16 +24,16 @@ struct Inner {
 
 /// One recorded span; times are relative to the timeline's creation.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SpanRecord {
-    pub lane: String,
-    pub label: String,
-    pub start: Duration,
-    pub end: Duration,
+pub(crate) struct SpanRecord {
+    lane: String,
+    label: String,
+    start: Duration,
+    end: Duration,
 }
 
 impl SpanRecord {
     /// end − start.
-    pub fn duration(&self) -> Duration {
+    fn duration(&self) -> Duration {
         self.end.saturating_sub(self.start)
     }
 }
@@ -104,10 +104,6 @@ impl Timeline {
         }
     }
 
-    /// The instant the timeline counts from.
-    pub fn origin(&self) -> Instant {
-        self.inner.origin
-    }
 
     /// Starts a span on the calling thread's lane (its name, or `thread N`).
     pub fn start(&self, label: impl Into<String>) -> Span {
@@ -151,7 +147,7 @@ impl Timeline {
     }
 
     /// All spans recorded so far, by start time.
-    pub fn spans(&self) -> Vec<SpanRecord> {
+    pub(crate) fn spans(&self) -> Vec<SpanRecord> {
         let mut v = self
             .inner
             .spans
@@ -212,40 +208,15 @@ impl Timeline {
         table(&["lane", "spans", "first start", "last end", "busy"], &rows)
     }
 
-    /// Every span as a table (at most `limit` rows), as `(html, text)`.
-    fn span_table(&self, limit: usize) -> (String, String) {
-        let rows: Vec<Vec<String>> = self
-            .spans()
-            .iter()
-            .take(limit)
-            .map(|s| {
-                vec![
-                    s.lane.clone(),
-                    s.label.clone(),
-                    fmt_ms(s.start),
-                    fmt_ms(s.end),
-                    fmt_duration(s.duration()),
-                ]
-            })
-            .collect();
-        table(&["lane", "label", "start", "end", "duration"], &rows)
-    }
-
-    /// The display bundle: chart and lane table (HTML); lane table and span list (text).
+    /// The display bundle: chart and lane table (HTML); lane table (text).
     fn render(&self, title: &str) -> Vec<(&'static str, String)> {
-        const LIMIT: usize = 40;
         let spans = self.spans().len();
         let lanes = self.lanes().len();
         let ctx = Context::now();
         let summary =
             format!("{spans} spans on {lanes} lanes; times in ms since the timeline was created.");
         let (lane_html, lane_text) = self.lane_table();
-        let (_, span_text) = self.span_table(LIMIT);
-        let mut text = format!("{title}\n{summary}\n{lane_text}\n\n{span_text}");
-        if spans > LIMIT {
-            text.push_str(&format!("\n… {} more spans", spans - LIMIT));
-        }
-        text.push_str(&format!("\n{}", ctx.text()));
+        let text = format!("{title}\n{summary}\n{lane_text}\n{}", ctx.text());
         let html = format!(
             "<div class=\"tb-timeline\"><div>{}</div><div style=\"color:#666;font-size:85%\">{}</div>{lane_html}{}</div>",
             self.chart(title),
@@ -273,7 +244,7 @@ mod tests {
     #[test]
     fn spans_record_lane_label_and_order() {
         let tl = Timeline::new();
-        let t0 = tl.origin();
+        let t0 = tl.inner.origin;
         tl.record(
             "b",
             "late",
@@ -328,7 +299,7 @@ mod tests {
     #[test]
     fn render_lists_spans_and_draws_one_bar_each() {
         let tl = Timeline::new();
-        let t0 = tl.origin();
+        let t0 = tl.inner.origin;
         tl.record("x", "a", t0, t0 + Duration::from_millis(2));
         tl.record(
             "y",
@@ -340,7 +311,7 @@ mod tests {
         let text = &bundle[0].1;
         assert!(text.starts_with("two lanes\n2 spans on 2 lanes"), "{text}");
         assert!(
-            text.contains("\ny     b      1.00 ms  4.00 ms   3.00 ms\n"),
+            text.contains("\ny         1      1.00 ms   4.00 ms  3.00 ms\n"),
             "{text}"
         );
         let svg = tl.chart("two lanes");

@@ -44,7 +44,7 @@ pub fn source_path(name: &str) -> PathBuf {
 
 /// Path of helper program `name`, building it if needed (kept for the rest of the process);
 /// panics with cargo's error output if it cannot be built.
-pub fn bin_path(name: &str) -> PathBuf {
+fn bin_path(name: &str) -> PathBuf {
     static PATHS: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
     let mut paths = PATHS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     paths.entry(name.to_string()).or_insert_with(|| locate_or_build(name)).clone().unwrap_or_else(|e| panic!("{e}"))
@@ -141,6 +141,6 @@ mod tests {
         }
         assert!(package_of("nope").unwrap_err().contains("tb-worker, tb-demo, tb-cluster"));
         assert!(target_dir().is_absolute());
-        assert!(newest(&source_path("tb-worker").parent().unwrap().to_path_buf()).is_some());
+        assert!(newest(source_path("tb-worker").parent().unwrap()).is_some());
     }
 }

@@ -24,7 +24,7 @@ use crate::measure::fmt_duration;
 /// A `Command` for `tb-demo SCENARIO ARGS…` (`scenario` is split on whitespace, e.g.
 /// `"exit 3"`), to customise before spawning. Backtraces are switched off
 /// (`RUST_BACKTRACE` removed), so a panic shows its message, not pages of frames.
-pub fn command(scenario: &str) -> Command {
+fn command(scenario: &str) -> Command {
     command_at(super::bins::demo_path(), scenario)
 }
 
