@@ -259,6 +259,7 @@ impl EvcxrEngine {
         let t0 = Instant::now();
         let result = {
             let _busy = self.control.busy();
+            inject_fault(code);
             self.ctx.execute_with_callbacks(code, &mut callbacks)
         };
         let wall = t0.elapsed();
@@ -526,6 +527,17 @@ impl Engine for EvcxrEngine {
 
     fn interrupter(&self) -> Arc<dyn Interrupter> {
         self.control.clone()
+    }
+}
+
+/// For tests of the kernel's containment of engine failures: with
+/// `THREADBOOK_FAULT_INJECTION=<text>` in the kernel's environment, a cell
+/// containing `<text>` makes the engine panic while the cell is under way.
+fn inject_fault(code: &str) {
+    if let Some(marker) = std::env::var("THREADBOOK_FAULT_INJECTION").ok().filter(|m| !m.is_empty()) {
+        if code.contains(&marker) {
+            panic!("fault injected by THREADBOOK_FAULT_INJECTION");
+        }
     }
 }
 

@@ -20,7 +20,7 @@
 //! one compile, and no wait for rust-analyzer.
 
 use ra_ap_syntax::ast::HasName;
-use ra_ap_syntax::{ast, AstNode, Edition, SourceFile, SyntaxKind};
+use ra_ap_syntax::{ast, AstNode, Edition, SourceFile, SyntaxKind, SyntaxNode};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The first-line comment that keeps a cell from being run again.
@@ -45,6 +45,14 @@ pub struct CellRecord {
     defines: BTreeSet<String>,
     /// Every identifier it uses (also inside macros and format strings).
     names: BTreeSet<String>,
+    /// Names it uses where a `mut` value can change: a method's receiver
+    /// (unless the method only reads), `&mut`, the left of an assignment,
+    /// and anything inside a macro whose arguments are not expressions.
+    changes: BTreeSet<String>,
+    /// Names it uses outside formatting (`println!`, `format!`, ...
+    /// arguments that only print): a value with interior mutability can
+    /// change wherever it is used.
+    touches: BTreeSet<String>,
     /// Why it must not run again, if it must not.
     keep_out: Option<String>,
 }
@@ -56,7 +64,7 @@ impl CellRecord {
         let parsed = parse_statements(&rust);
         let keep_out = if first_code_line(code).is_some_and(|l| l.eq_ignore_ascii_case(NO_REPLAY_MARK)) {
             Some(format!("cell [{count}] is marked `{NO_REPLAY_MARK}`"))
-        } else if parsed.names.contains("evcxr_input") {
+        } else if parsed.uses.names.contains("evcxr_input") {
             Some(format!("cell [{count}] asked for input"))
         } else {
             None
@@ -65,7 +73,9 @@ impl CellRecord {
             count,
             statements: parsed.statements,
             defines: parsed.defines,
-            names: parsed.names,
+            names: parsed.uses.names,
+            changes: parsed.uses.changes,
+            touches: parsed.uses.touches,
             keep_out,
         }
     }
@@ -153,12 +163,17 @@ impl Record {
                 }
                 continue;
             };
-            // Later cells that may have changed it.
-            let changeable = live.get(name.as_str()).is_none_or(|v| v.mutable || !plain_type(&v.ty));
+            // Later cells that may have changed it. (Of a variable that is not
+            // live, the type is unknown: any use may have changed it.)
+            let var = live.get(name.as_str());
+            let interior = var.is_none_or(|v| !plain_type(&v.ty));
+            let mutable = var.is_none_or(|v| v.mutable);
+            let changed_by = |j: usize| {
+                let cell = &self.cells[j];
+                (interior && cell.touches.contains(&name)) || (mutable && cell.changes.contains(&name))
+            };
             let mut cells = vec![def];
-            if changeable {
-                cells.extend((def + 1..before).filter(|&j| self.cells[j].names.contains(&name)));
-            }
+            cells.extend((def + 1..before).filter(|&j| changed_by(j)));
             for i in cells {
                 if needed.insert(i) {
                     if let Some(why) = &self.cells[i].keep_out {
@@ -229,17 +244,44 @@ fn first_code_line(code: &str) -> Option<&str> {
 struct Parsed {
     statements: Vec<String>,
     defines: BTreeSet<String>,
-    names: BTreeSet<String>,
+    uses: Uses,
 }
 
+/// How a piece of code uses names.
+#[derive(Default)]
+struct Uses {
+    names: BTreeSet<String>,
+    changes: BTreeSet<String>,
+    touches: BTreeSet<String>,
+}
+
+impl Uses {
+    fn all(&mut self, name: &str) {
+        self.names.insert(name.to_owned());
+        self.changes.insert(name.to_owned());
+        self.touches.insert(name.to_owned());
+    }
+}
+
+/// Macros whose arguments are only formatted (read).
+const FORMATTING: &[&str] = &[
+    "println", "print", "eprintln", "eprint", "format", "format_args", "write", "writeln", "panic", "assert",
+    "assert_eq", "assert_ne", "debug_assert", "debug_assert_eq", "debug_assert_ne", "todo", "unimplemented",
+    "unreachable",
+];
+
+/// Methods that only read their receiver.
+const READS: &[&str] = &[
+    "len", "is_empty", "iter", "par_iter", "get", "contains", "contains_key", "first", "last", "keys", "values",
+    "clone", "to_string", "to_vec", "to_owned", "as_slice", "as_str", "as_ref", "capacity", "starts_with",
+    "ends_with", "lines", "chars", "bytes", "windows", "chunks", "par_chunks", "split", "trim", "join", "eq",
+    "cmp", "max", "min", "abs", "pow", "sqrt", "is_some", "is_none", "is_ok", "is_err", "elapsed",
+    "as_secs_f64", "as_millis", "as_micros", "as_nanos", "binary_search",
+];
+
 fn parse_statements(rust: &str) -> Parsed {
-    let wrapped = format!("fn __threadbook_cell() {{\n{rust}\n}}");
-    let file = SourceFile::parse(&wrapped, Edition::Edition2021).tree();
-    let mut parsed = Parsed { statements: Vec::new(), defines: BTreeSet::new(), names: BTreeSet::new() };
-    let Some(body) = file.syntax().descendants().find_map(ast::Fn::cast).and_then(|f| f.body()) else {
-        return parsed;
-    };
-    let Some(list) = body.stmt_list() else { return parsed };
+    let mut parsed = Parsed { statements: Vec::new(), defines: BTreeSet::new(), uses: Uses::default() };
+    let Some(list) = statement_list(rust) else { return parsed };
     for stmt in list.statements() {
         match &stmt {
             // Items are kept by the engine itself.
@@ -268,18 +310,116 @@ fn parse_statements(rust: &str) -> Parsed {
     if let Some(tail) = list.tail_expr() {
         parsed.statements.push(format!("let _ = ({});", tail.syntax().text()));
     }
-    for token in list.syntax().descendants_with_tokens().filter_map(|e| e.into_token()) {
-        match token.kind() {
-            // Uses, not the names a `let` (or fn, closure, ...) binds.
-            SyntaxKind::IDENT if token.parent().is_none_or(|p| p.kind() != SyntaxKind::NAME) => {
-                parsed.names.insert(token.text().to_owned());
+    uses_in(list.syntax(), &mut parsed.uses, 0);
+    parsed
+}
+
+/// The statements of `rust` as a function body.
+fn statement_list(rust: &str) -> Option<ast::StmtList> {
+    let wrapped = format!("fn __threadbook_cell() {{\n{rust}\n}}");
+    let file = SourceFile::parse(&wrapped, Edition::Edition2021).tree();
+    file.syntax().descendants().find_map(ast::Fn::cast)?.body()?.stmt_list()
+}
+
+/// Collects how `node` uses names, looking into macro arguments.
+fn uses_in(node: &SyntaxNode, uses: &mut Uses, depth: usize) {
+    for n in node.descendants() {
+        if let Some(name_ref) = ast::NameRef::cast(n.clone()) {
+            let name = name_ref.text().to_string();
+            // Only a path expression of one segment (`name`, not `a::name`,
+            // a method or a field) can be a variable.
+            let path_expr = n
+                .parent()
+                .filter(|p| p.kind() == SyntaxKind::PATH_SEGMENT)
+                .and_then(|seg| seg.parent())
+                .and_then(ast::Path::cast)
+                .filter(|path| path.qualifier().is_none())
+                .and_then(|path| path.syntax().parent())
+                .and_then(ast::PathExpr::cast);
+            let Some(path_expr) = path_expr else {
+                uses.names.insert(name);
+                continue;
+            };
+            uses.names.insert(name.clone());
+            uses.touches.insert(name.clone());
+            if may_change(path_expr.syntax()) {
+                uses.changes.insert(name);
             }
-            // Names captured by format strings: "{total}", "{x:?}".
-            SyntaxKind::STRING => parsed.names.extend(format_args(token.text())),
-            _ => {}
+        } else if let Some(call) = ast::MacroCall::cast(n.clone()) {
+            macro_uses(&call, uses, depth);
         }
     }
-    parsed
+}
+
+fn macro_uses(call: &ast::MacroCall, uses: &mut Uses, depth: usize) {
+    let Some(tt) = call.token_tree() else { return };
+    let macro_name = call.path().and_then(|p| p.segment()).map(|s| s.syntax().text().to_string()).unwrap_or_default();
+    let formatting = FORMATTING.contains(&macro_name.as_str());
+    // Arguments that parse as expressions are looked at like code; others
+    // (a macro's own syntax) are taken to do anything with every name.
+    let text = tt.syntax().text().to_string();
+    let inner = text.get(1..text.len().saturating_sub(1)).unwrap_or("");
+    let parsed = (depth < 4).then(|| SourceFile::parse(&format!("fn __m() {{ __threadbook_args({inner}); }}"), Edition::Edition2021));
+    match parsed {
+        Some(p) if p.errors().is_empty() => {
+            let mut inside = Uses::default();
+            uses_in(&p.tree().syntax().clone(), &mut inside, depth + 1);
+            inside.names.remove("__threadbook_args");
+            inside.touches.remove("__threadbook_args");
+            uses.names.append(&mut inside.names);
+            uses.changes.append(&mut inside.changes);
+            if !formatting {
+                uses.touches.append(&mut inside.touches);
+            }
+        }
+        _ => {
+            for token in tt.syntax().descendants_with_tokens().filter_map(|e| e.into_token()) {
+                if token.kind() == SyntaxKind::IDENT {
+                    uses.all(token.text());
+                }
+            }
+        }
+    }
+    // Names captured by format strings ("{total}") are read.
+    for token in tt.syntax().descendants_with_tokens().filter_map(|e| e.into_token()) {
+        if token.kind() == SyntaxKind::STRING {
+            uses.names.extend(format_args(token.text()));
+        }
+    }
+}
+
+/// True when the value at `expr` (a variable) may be changed where it
+/// stands: it is, through fields and indexing, the receiver of a method that
+/// is not known to only read, borrowed `&mut`, or assigned to.
+fn may_change(expr: &SyntaxNode) -> bool {
+    let mut node = expr.clone();
+    while let Some(parent) = node.parent() {
+        match parent.kind() {
+            SyntaxKind::FIELD_EXPR | SyntaxKind::INDEX_EXPR | SyntaxKind::PAREN_EXPR
+                if parent.first_child().as_ref() == Some(&node) =>
+            {
+                node = parent;
+            }
+            SyntaxKind::METHOD_CALL_EXPR => {
+                let Some(call) = ast::MethodCallExpr::cast(parent) else { return true };
+                if call.receiver().map(|r| r.syntax().clone()) != Some(node) {
+                    return false;
+                }
+                let method = call.name_ref().map(|n| n.text().to_string()).unwrap_or_default();
+                return !READS.contains(&method.as_str());
+            }
+            SyntaxKind::REF_EXPR => {
+                return ast::RefExpr::cast(parent).is_some_and(|r| r.mut_token().is_some());
+            }
+            SyntaxKind::BIN_EXPR => {
+                let Some(bin) = ast::BinExpr::cast(parent) else { return true };
+                let assigns = matches!(bin.op_kind(), Some(ast::BinaryOp::Assignment { .. }));
+                return assigns && bin.lhs().map(|l| l.syntax().clone()) == Some(node);
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Identifiers named inside `{…}` of a format string.
@@ -342,6 +482,32 @@ mod tests {
             ]
         );
         assert!(c.keep_out.is_none());
+    }
+
+    #[test]
+    fn what_a_cell_may_change_is_read_from_where_it_uses_a_name() {
+        let c = CellRecord::new(
+            1,
+            "v.push(1);\nlet n = w.len();\nlet r = &mut x;\ny += 1;\nz[0] = 2;\np.a.b = 3;\n\
+             println!(\"{} {:?} {q}\", s.len(), t);\nassert!(u.insert(4));\nvec![k; 3];",
+        );
+        let changes: Vec<&str> = c.changes.iter().map(String::as_str).collect();
+        assert_eq!(changes, ["k", "p", "u", "v", "x", "y", "z"]);
+        // Formatting only reads: `s`, `t` and the captured `q` are not touched.
+        assert!(!c.touches.contains("t") && !c.touches.contains("s") && !c.touches.contains("q"));
+        assert!(c.names.contains("q") && c.names.contains("t") && c.touches.contains("w"));
+    }
+
+    #[test]
+    fn a_cell_that_only_prints_is_not_run_again() {
+        let r = record(&[
+            "let mut names: Vec<String> = Vec::new(); names.push(\"a\".into());",
+            "#[derive(Debug)] struct P { x: i32 } let p = P { x: 1 };",
+            "println!(\"{:?} {:?} {}\", names, p, names.len());",
+            "names.push(\"b\".into());",
+        ]);
+        let plan = r.plan(&[var("names", "Vec<String>", true), var("p", "P", false)]);
+        assert_eq!(plan.counts, [1, 2, 4]);
     }
 
     #[test]
