@@ -65,7 +65,7 @@ def gateway():
     ], folder).start()
     gw = Gateway(f"http://127.0.0.1:{port}", token, server)
     try:
-        server.wait_http(gw.url("/api"))
+        server.wait_http(gw.url("/api"), gw.headers)
         yield gw
     finally:
         leftovers = server.stop()

@@ -62,6 +62,7 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: 
         else:
             if got:
                 return got
+            last_error = None
         time.sleep(every)
     raise TimeoutError(f"{what}: not within {timeout} s" + (f" (last error: {last_error})" if last_error else ""))
 
