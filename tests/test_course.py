@@ -145,7 +145,7 @@ def test_toolkit_keeps_the_learner_part_apart():
 
 
 def test_timing_strip_in_three_notebooks():
-    users = [n for n in COURSE if any(c.cell_type == "code" and c.source.startswith(":timing\n{") for c in stored(n).cells)]
+    users = [n for n in COURSE if any(c.cell_type == "code" and c.source.startswith(":timing cell\n{") for c in stored(n).cells)]
     assert len(users) >= 3, users
 
 
@@ -180,7 +180,7 @@ def test_timing_strips_are_drawn(exports):
     strips = 0
     for name in COURSE:
         for cell in executed(exports, name).cells:
-            if cell.cell_type == "code" and cell.source.startswith(":timing\n{"):
+            if cell.cell_type == "code" and cell.source.startswith(":timing cell\n{"):
                 htmls = [o.get("data", {}).get("text/html", "") for o in cell.outputs if o.output_type == "display_data"]
                 assert any("<svg" in h and "ran " in h for h in htmls), f"{name}: no CPU strip under a :timing cell"
                 strips += 1

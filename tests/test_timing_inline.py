@@ -135,11 +135,14 @@ def test_timing_line_and_cpu_figures(kc):
         # the per-core strip (SVG) comes with runs of 0.1 s or more
         assert "<svg" in shown[0]["text/html"] and "core 0" in shown[0]["text/html"]
     print(f"\nsequential spin: {seq_lines[0]['text/plain']}\nrayon spin: {par_lines[0]['text/plain']}\nload: {os.getloadavg()}")
-    assert 70 <= seq_meta["cpu_percent"] <= 130, seq_meta
+    # One thread can never use more than one core's worth, busy machine or not.
+    assert seq_meta["cpu_percent"] <= 130, seq_meta
+    other_load = max(other_load, busy_cores())
+    if other_load > 0.3:
+        pytest.skip(f"machine busy ({other_load:.1f} cores used by others): CPU/wall figures not judged")
+    assert 70 <= seq_meta["cpu_percent"], seq_meta
     if (os.cpu_count() or 1) < 2:
         return
-    if other_load > 0.3:
-        pytest.skip(f"machine busy ({other_load:.1f} cores used by others): rayon CPU/wall {par_meta['cpu_percent']:.0f} % not judged")
     # every core busy: well above one core's worth
     assert par_meta["cpu_percent"] >= 150, par_meta
 

@@ -52,7 +52,12 @@ impl CellTiming {
     /// The `:timing` display: the line, and the per-core strip for cells
     /// that ran long enough for it to show something.
     pub fn html(&self, strip_svg: &str) -> String {
-        format!("<div style=\"color:#777;font-size:smaller\">{}</div>{strip_svg}", html_escape(&self.line()))
+        self.html_line(&self.line(), strip_svg)
+    }
+
+    /// The `:timing` display with a line of the caller's.
+    pub fn html_line(&self, line: &str, strip_svg: &str) -> String {
+        format!("<div style=\"color:#777;font-size:smaller\">{}</div>{strip_svg}", html_escape(line))
     }
 }
 

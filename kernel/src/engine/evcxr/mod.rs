@@ -34,6 +34,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The shortest run that `:timing` draws a per-core strip for (it samples
+/// every 25 ms).
+const STRIP_MIN_RUN: Duration = Duration::from_millis(100);
+
 /// What the engine is doing, for the interrupter.
 const IDLE: u8 = 0;
 /// Preparing, analysing or compiling: an interrupt stops the compiler.
@@ -132,24 +136,51 @@ pub struct EvcxrEngine {
 /// The kernel's own `:` commands in a cell, and the code left for evcxr.
 struct Commands {
     code: String,
-    timing_toggles: usize,
+    /// `:timing` (toggle), `:timing on|off`: the setting from this cell on.
+    timing: Option<TimingSetting>,
+    /// `:timing cell`: timing for this cell only.
+    timing_once: bool,
     quit: bool,
     replay: Option<Option<bool>>,
     /// `:clear` or `:restart`: evcxr starts the variables from nothing.
     fresh: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TimingSetting {
+    Toggle,
+    On,
+    Off,
+    /// Two toggles in one cell.
+    Keep,
+}
+
 fn commands(code: &str) -> Commands {
-    let mut c = Commands { code: String::new(), timing_toggles: 0, quit: false, replay: None, fresh: false };
+    let mut c = Commands {
+        code: String::new(),
+        timing: None,
+        timing_once: false,
+        quit: false,
+        replay: None,
+        fresh: false,
+    };
     for line in code.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             [":replay"] => c.replay = Some(None),
             [":replay", "on"] => c.replay = Some(Some(true)),
             [":replay", "off"] => c.replay = Some(Some(false)),
+            [":timing"] => {
+                c.timing = Some(match c.timing {
+                    Some(TimingSetting::Toggle) => TimingSetting::Keep,
+                    _ => TimingSetting::Toggle,
+                })
+            }
+            [":timing", "on"] => c.timing = Some(TimingSetting::On),
+            [":timing", "off"] => c.timing = Some(TimingSetting::Off),
+            [":timing", "cell"] => c.timing_once = true,
             _ => {
                 match words.first().copied() {
-                    Some(":timing") => c.timing_toggles += 1,
                     Some(":quit") => c.quit = true,
                     Some(":clear" | ":restart") => c.fresh = true,
                     _ => {}
@@ -374,9 +405,13 @@ impl Engine for EvcxrEngine {
                 ),
             );
         }
-        if cmds.timing_toggles % 2 == 1 {
-            self.timing = !self.timing;
+        match cmds.timing {
+            Some(TimingSetting::Toggle) => self.timing = !self.timing,
+            Some(TimingSetting::On) => self.timing = true,
+            Some(TimingSetting::Off) => self.timing = false,
+            Some(TimingSetting::Keep) | None => {}
         }
+        let timed = self.timing || cmds.timing_once;
         if !self.input_crate && cmds.code.contains("evcxr_input") {
             // Cells may call evcxr_input::get_string without a :dep line.
             match self.ctx.execute(":dep evcxr_input = \"1\"") {
@@ -388,7 +423,7 @@ impl Engine for EvcxrEngine {
         let mark = self.capture.mark();
         let stdin_error: RefCell<Option<(String, StdinError)>> = RefCell::new(None);
         let pid = self.control.child_pid().map(|p| p as u32);
-        let sampler = self.timing.then(super::cpu_strip::Sampler::start);
+        let sampler = timed.then(super::cpu_strip::Sampler::start);
         let (result, wall, cpu) = self.run(&cmds.code, stdin, &stdin_error);
         let died = matches!(result, Err(EvcxrError::SubprocessTerminated(_)));
         // Fences come only when code ran in the evaluation process: not for
@@ -411,17 +446,21 @@ impl Engine for EvcxrEngine {
             Ok(outputs) => {
                 timing.run = outputs.phases.iter().filter(|p| p.name == "Execution").map(|p| p.duration).sum();
                 timing.compile = wall.saturating_sub(timing.run);
-                if let Some(sampler) = sampler.filter(|_| self.timing) {
+                if let Some(sampler) = sampler {
                     // The strip is worth drawing only for cells that ran a while.
-                    let strip = if timing.run >= Duration::from_millis(100) {
-                        super::cpu_strip::render_svg(&sampler.finish(timing.run)).unwrap_or_default()
+                    let (strip, line) = if timing.run >= STRIP_MIN_RUN {
+                        (super::cpu_strip::render_svg(&sampler.finish(timing.run)).unwrap_or_default(), timing.line())
                     } else {
-                        String::new()
+                        let why = format!(
+                            " · no per-core strip: it is drawn for runs of {:.1} s or more",
+                            STRIP_MIN_RUN.as_secs_f64()
+                        );
+                        (String::new(), timing.line() + &why)
                     };
                     self.output.display(
                         [
-                            ("text/plain".to_owned(), Value::from(timing.line())),
-                            ("text/html".to_owned(), Value::from(timing.html(&strip))),
+                            ("text/plain".to_owned(), Value::from(line.clone())),
+                            ("text/html".to_owned(), Value::from(timing.html_line(&line, &strip))),
                         ]
                         .into(),
                         json!({}),
@@ -602,8 +641,11 @@ mod tests {
     fn kernel_commands_are_taken_out_of_the_cell() {
         let c = commands(":replay off\n:timing\n:dep rayon = \"1\"\nlet a = 1;");
         assert_eq!(c.replay, Some(Some(false)));
-        assert_eq!(c.timing_toggles, 1);
-        assert_eq!(c.code, ":timing\n:dep rayon = \"1\"\nlet a = 1;\n");
+        assert_eq!(c.timing, Some(TimingSetting::Toggle));
+        assert_eq!(c.code, ":dep rayon = \"1\"\nlet a = 1;\n");
+        assert_eq!(commands(":timing\n:timing").timing, Some(TimingSetting::Keep));
+        assert_eq!(commands(":timing off").timing, Some(TimingSetting::Off));
+        assert!(commands(":timing cell\n1").timing_once);
         assert!(!c.fresh && !c.quit);
         assert!(commands(":restart").fresh);
         assert_eq!(commands(":replay").replay, Some(None));
