@@ -4,9 +4,10 @@
 //! while two running kernels never share a directory. The lock goes with the
 //! process, even when it is killed.
 
-use anyhow::{Context, Result};
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use anyhow::{bail, Context, Result};
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// Slots tried before giving up (one per kernel running at once).
 const MAX_SLOTS: usize = 64;
@@ -34,17 +35,21 @@ pub fn claim() -> Result<Option<Slot>> {
         return Ok(None);
     };
     let root = root.join("engine");
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    // The engine loads its dependencies and every cell from here: only this
+    // user may write in it.
+    if let Err(e) = private_dir(&root) {
+        log::warn!("build folders: {e:#}; using a temporary directory");
+        return Ok(None);
+    }
     for i in 0..MAX_SLOTS {
         let dir = root.join(format!("slot-{i}"));
-        std::fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(dir.join(".lock"))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
             std::env::set_var("EVCXR_TMPDIR", &dir);
             log::info!("engine build directory: {}", dir.display());
             return Ok(Some(Slot { dir, _lock: lock }));
@@ -52,4 +57,42 @@ pub fn claim() -> Result<Option<Slot>> {
     }
     log::warn!("all {MAX_SLOTS} build slots are busy; using a temporary directory");
     Ok(None)
+}
+
+/// Creates a cache folder (0700) if needed and checks that it is safe to
+/// load from: a folder of this user's that no one else can write to, in a
+/// parent that no one else can swap it out of.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        bail!(
+            "{} belongs to uid {}, not to this user (uid {me})",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o077 != 0 {
+        // Made by an older threadbook with the umask's permissions.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    if let Some(parent) = dir.parent() {
+        let mode = std::fs::metadata(parent).map(|m| m.mode()).unwrap_or(0);
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            bail!(
+                "{} is writable by everyone (and not sticky)",
+                parent.display()
+            );
+        }
+    }
+    Ok(())
 }

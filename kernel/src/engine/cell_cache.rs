@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -83,7 +83,7 @@ pub fn enable() {
         return;
     }
     let Some(dir) = cache_dir() else { return };
-    if let Err(e) = open_cache_dir(&dir) {
+    if let Err(e) = super::build_dir::private_dir(&dir) {
         log::warn!("cell build cache off: {e:#}");
         return;
     }
@@ -155,45 +155,6 @@ fn cache_dir() -> Option<PathBuf> {
     super::build_dir::cache_root().map(|root| root.join("cells"))
 }
 
-/// Creates the cache folder (0700) if needed and checks that it is safe to
-/// replay from: a folder of this user's that no one else can write to, in a
-/// parent that no one else can swap it out of.
-fn open_cache_dir(dir: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    let meta = std::fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        bail!(
-            "{} belongs to uid {}, not to this user (uid {me})",
-            dir.display(),
-            meta.uid()
-        );
-    }
-    if meta.mode() & 0o077 != 0 {
-        // Made by an older threadbook with the umask's permissions.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private", dir.display()))?;
-    }
-    if let Some(parent) = dir.parent() {
-        let mode = std::fs::metadata(parent).map(|m| m.mode()).unwrap_or(0);
-        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
-            bail!(
-                "{} is writable by everyone (and not sticky)",
-                parent.display()
-            );
-        }
-    }
-    Ok(())
-}
-
 /// How a cell's compile went through the cache.
 enum Compiled {
     /// Replayed or compiled here; rustc's exit status.
@@ -242,7 +203,7 @@ fn compile_cell(
     // kernel warned at start-up). Anything the key can't account for (e.g. a
     // compiler found on PATH, not named by its path) or an output not in an
     // out-dir is compiled as if there were no cache.
-    if open_cache_dir(dir).is_err() {
+    if super::build_dir::private_dir(dir).is_err() {
         return Ok(Compiled::Uncached);
     }
     let (Ok(key), Some(out_dir)) = (cache_key(rustc, args), out_dir(args)) else {
@@ -265,13 +226,17 @@ fn compile_cell(
     }
     let out = Command::new(rustc)
         .args(args)
+        .dies_with_parent()
         .output()
         .context("cannot run rustc")?;
     stdout.write_all(&out.stdout)?;
     stderr.write_all(&out.stderr)?;
     let status = out.status.code().unwrap_or(101);
-    // Killed (an interrupt stops the compile): nothing to record.
-    if out.status.code().is_some() {
+    // Killed (an interrupt stops the compile): nothing to record. Nor a
+    // failure of the linker, which says nothing about the cell's code (a
+    // linker killed by an interrupt, a full disk).
+    let link_failed = status != 0 && String::from_utf8_lossy(&out.stderr).contains("linking with `");
+    if out.status.code().is_some() && !link_failed {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         if let Err(e) = record(dir, &key, &out_dir, status, stdout, stderr) {
@@ -279,6 +244,25 @@ fn compile_cell(
         }
     }
     Ok(Compiled::Status(status))
+}
+
+/// A compiler this wrapper starts dies with it (an interrupt kills cargo,
+/// then the wrapper, and must not leave rustc writing into the build folder).
+trait DiesWithParent {
+    fn dies_with_parent(&mut self) -> &mut Self;
+}
+
+impl DiesWithParent for Command {
+    fn dies_with_parent(&mut self) -> &mut Self {
+        // SAFETY: the closure runs between fork and exec and only makes one
+        // async-signal-safe system call (prctl).
+        unsafe {
+            self.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                    .map_err(std::io::Error::from)
+            })
+        }
+    }
 }
 
 /// The folder rustc writes this compile's outputs into (`--out-dir`), made
@@ -873,6 +857,7 @@ fn prune(dir: &Path, limit: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn dep_info_names_sources_and_env() {
@@ -1441,23 +1426,23 @@ echo compiled
         let f = Fixture::new();
         std::fs::create_dir_all(&f.cells).unwrap();
         std::fs::set_permissions(&f.cells, std::fs::Permissions::from_mode(0o755)).unwrap();
-        open_cache_dir(&f.cells).unwrap();
+        super::super::build_dir::private_dir(&f.cells).unwrap();
         assert_eq!(mode(&f.cells), 0o700);
 
         let parent = f.cells.parent().unwrap();
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(
-            open_cache_dir(&f.cells).is_err(),
+            super::super::build_dir::private_dir(&f.cells).is_err(),
             "a parent anyone can rename it in"
         );
         std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        open_cache_dir(&f.cells).unwrap();
+        super::super::build_dir::private_dir(&f.cells).unwrap();
 
-        // SAFETY: as in open_cache_dir.
-        if unsafe { libc::geteuid() } == 0 {
+        // A folder of another user is refused.
+        if rustix::process::geteuid().is_root() {
             // Only root can give a folder away; other runs skip this part.
             std::os::unix::fs::chown(&f.cells, Some(65534), Some(65534)).unwrap();
-            let err = open_cache_dir(&f.cells).unwrap_err();
+            let err = super::super::build_dir::private_dir(&f.cells).unwrap_err();
             assert!(
                 format!("{err:#}").contains("belongs to uid 65534"),
                 "{err:#}"
