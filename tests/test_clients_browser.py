@@ -13,7 +13,8 @@ Settings JupyterLab gets here (user settings of this server only):
 - notebook windowingMode "none": every cell in the DOM, not only those in view;
 - completer providerTimeout 5 s instead of 1 s (the first completion after a
   kernel starts takes seconds while rust-analyzer loads std; see README);
-- autosave off; no update check or news (no network here).
+- autosave off; no update check or news (no network here);
+- checkpoints (written when a notebook is opened) in the artefacts folder.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class Lab:
             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={NOTEBOOKS}",
             f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={folder / 'lab-workspaces'}",
+            # Opening a notebook writes a checkpoint of it; keep those out of the course folder.
+            f"--FileCheckpoints.checkpoint_dir={folder / 'checkpoints'}",
             # window.jupyterapp: the page's notebook model, to tell error outputs
             # from stderr (JupyterLab renders both as the same stderr block).
             "--LabApp.expose_app_in_browser=True",
@@ -101,6 +104,7 @@ def lab():
     assert not leftovers, f"kernels left running by JupyterLab: {leftovers}"
     assert sha256(NOTEBOOK) == before, "the course notebook was saved by the test"
     assert had_checkpoints or not checkpoints.exists(), "JupyterLab wrote checkpoints into notebooks/"
+    assert list((folder / "checkpoints").glob("*.ipynb")), "the checkpoint went to the folder set for it"
 
 
 class Notebook:

@@ -135,9 +135,9 @@ def test_gateway_interrupt_stops_a_running_cell(kernel):
     assert after.stream() == "still here\n" and after.result_text() == "4"
 
 
-@pytest.mark.xfail(strict=True, reason="an interrupt while a cell runs kills the evaluation process and "
-                   "its variables (README: Interrupt); the lead is making the kernel restore them by replay")
 def test_gateway_variable_survives_interrupt(kernel):
+    """The interrupt stops the evaluation process; the kernel restores the
+    learner's variables (replay) for the next cell."""
     gateway, kid, ks = kernel
     res = ks.execute("let kept: u64 = 41;")
     assert res.status == "ok", res.describe()
