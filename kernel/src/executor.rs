@@ -300,21 +300,21 @@ impl Executor {
             Err(failure) => return engine_failed(msg, "completing", failure),
         };
         let types = c
-            .matches
+            .candidates
             .iter()
-            .zip(c.types.iter().chain(std::iter::repeat(&String::new())))
-            .map(|(text, kind)| CompletionType {
+            .map(|cand| CompletionType {
                 start: c.cursor_start,
                 end: c.cursor_end,
-                text: text.clone(),
-                kind: kind.clone(),
+                text: cand.text.clone(),
+                kind: cand.kind.clone(),
+                signature: cand.signature.clone(),
             })
             .collect();
         Answer::reply(Reply::Complete(CompleteReply {
             status: "ok",
             cursor_start: c.cursor_start,
             cursor_end: c.cursor_end,
-            matches: c.matches,
+            matches: c.candidates.into_iter().map(|cand| cand.text).collect(),
             metadata: CompleteMetadata { types },
         }))
     }

@@ -401,6 +401,9 @@ pub struct CompletionType {
     pub text: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// Shown beside the match by JupyterLab; never inserted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

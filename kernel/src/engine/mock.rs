@@ -23,7 +23,7 @@
 //! [`start`] builds it, or fails as an engine that cannot start when
 //! `THREADBOOK_MOCK_START_ERROR` is set (its value is the reason).
 
-use super::{Cell, Completions, Engine, Executed, Interrupter, Outcome, StdinPort};
+use super::{Candidate, Cell, Completions, Engine, Executed, Interrupter, Outcome, StdinPort};
 use crate::iopub::Output;
 use crate::messages::{ErrorContent, MimeBundle};
 use serde_json::{json, Value};
@@ -183,17 +183,12 @@ impl Engine for MockEngine {
             .map(|(i, _)| before[..=i].chars().count())
             .unwrap_or(0);
         let prefix: String = before.chars().skip(start).collect();
-        let matches: Vec<String> = WORDS
+        let candidates = WORDS
             .iter()
             .filter(|w| w.starts_with(&prefix))
-            .map(|w| w.to_string())
+            .map(|w| Candidate { text: w.to_string(), kind: "keyword".into(), signature: None })
             .collect();
-        Completions {
-            types: vec!["keyword".into(); matches.len()],
-            matches,
-            cursor_start: start,
-            cursor_end: cursor,
-        }
+        Completions { candidates, cursor_start: start, cursor_end: cursor }
     }
 
     fn inspect(&mut self, code: &str, cursor: usize, _detail: u8) -> Option<MimeBundle> {

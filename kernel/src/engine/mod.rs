@@ -55,13 +55,22 @@ pub enum StdinError {
     Channel(String),
 }
 
-/// Completion candidates; offsets are Unicode code points into the cell.
+/// Completion candidates for the text between `cursor_start` and
+/// `cursor_end` (Unicode code points into the cell).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Completions {
-    pub matches: Vec<String>,
-    pub types: Vec<String>,
+    pub candidates: Vec<Candidate>,
     pub cursor_start: usize,
     pub cursor_end: usize,
+}
+
+/// One completion: the text that replaces the range, what it is, and its
+/// signature (shown beside it; never inserted).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Candidate {
+    pub text: String,
+    pub kind: String,
+    pub signature: Option<String>,
 }
 
 /// Stops a running execution from another thread (control channel, SIGINT).

@@ -22,7 +22,7 @@ use self::capture::{with_plain, Capture};
 use self::replay::{CellRecord, Plan, Record, Var};
 use self::report::{Loss, Restore};
 use super::timing::CellTiming;
-use super::{byte_to_char, char_to_byte, Cell, Completions, Engine, Executed, Interrupter, Outcome, StdinError, StdinPort};
+use super::{byte_to_char, char_to_byte, Candidate, Cell, Completions, Engine, Executed, Interrupter, Outcome, StdinError, StdinPort};
 use crate::iopub::Output;
 use crate::messages::{ErrorContent, MimeBundle};
 use anyhow::{Context, Result};
@@ -33,6 +33,10 @@ use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long a completion may wait for rust-analyzer before it is answered
+/// from the session's own names (consoles give up after a few seconds).
+const COMPLETION_DEADLINE: Duration = Duration::from_millis(800);
 
 /// The shortest run that `:timing` draws a per-core strip for (it samples
 /// every 25 ms).
@@ -514,12 +518,19 @@ impl Engine for EvcxrEngine {
 
     fn complete(&mut self, code: &str, cursor: usize) -> Completions {
         let byte = char_to_byte(code, cursor);
-        let found = self.ctx.completions(code, byte);
+        let found = self.ctx.completions_within(code, byte, COMPLETION_DEADLINE);
         release_free_memory();
         match found {
+            Err(e) if e.downcast_ref::<evcxr::NotReady>().is_some() => {
+                log::info!("completion: {e}; answering from the session's own names");
+                self.names_completions(code, byte)
+            }
             Ok(c) => Completions {
-                types: c.completions.iter().map(|c| c.kind.to_owned()).collect(),
-                matches: c.completions.into_iter().map(|c| c.code).collect(),
+                candidates: c
+                    .completions
+                    .into_iter()
+                    .map(|c| Candidate { text: c.code, kind: c.kind.to_owned(), signature: c.signature })
+                    .collect(),
                 cursor_start: byte_to_char(code, c.start_offset),
                 cursor_end: byte_to_char(code, c.end_offset),
             },
@@ -586,6 +597,46 @@ fn c_len(s: &str, i: usize) -> usize {
 }
 
 impl EvcxrEngine {
+    /// Completions while rust-analyzer is not ready: the session's variables
+    /// and items and the cell's own words that start with the identifier
+    /// before the cursor. After `::` or `.` only the analyzer knows: nothing.
+    fn names_completions(&self, code: &str, byte: usize) -> Completions {
+        let before = &code[..byte];
+        let start = before
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
+            .last()
+            .map_or(byte, |(i, _)| i);
+        let prefix = &code[start..byte];
+        let mut completions = Completions {
+            candidates: Vec::new(),
+            cursor_start: byte_to_char(code, start),
+            cursor_end: byte_to_char(code, byte),
+        };
+        if prefix.is_empty() || before[..start].ends_with("::") || before[..start].ends_with('.') {
+            return completions;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut add = |text: &str, kind: &str, signature: Option<String>| {
+            if text.starts_with(prefix) && text != prefix && seen.insert(text.to_owned()) {
+                completions.candidates.push(Candidate { text: text.to_owned(), kind: kind.to_owned(), signature });
+            }
+        };
+        for (name, ty, _) in self.ctx.variables() {
+            add(name, "variable", Some(ty.to_owned()));
+        }
+        for name in self.ctx.defined_item_names() {
+            add(name, "item", None);
+        }
+        for word in code.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+            if !word.is_empty() && !word.starts_with(|c: char| c.is_ascii_digit()) {
+                add(word, "text", None);
+            }
+        }
+        completions
+    }
+
     /// The cell's value: output of `:` commands (`:vars`, `:help`), or the
     /// last content block when the cell ends in an expression.
     fn result(&self, outputs: EvalOutputs, last_bundle: Option<MimeBundle>, code: &str) -> Option<MimeBundle> {

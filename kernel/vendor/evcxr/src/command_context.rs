@@ -223,13 +223,24 @@ impl CommandContext {
     /// completions. It also assumes exclusive access to those resources. However there should be
     /// any visible side effects.
     pub fn completions(&mut self, src: &str, position: usize) -> Result<Completions> {
+        self.completions_within(src, position, std::time::Duration::from_secs(3600))
+    }
+
+    /// Like [`CommandContext::completions`], but gives up after `deadline` with
+    /// [`crate::NotReady`] when rust-analyzer is still analysing.
+    pub fn completions_within(
+        &mut self,
+        src: &str,
+        position: usize,
+        deadline: std::time::Duration,
+    ) -> Result<Completions> {
         let (user_code, code_info) = CodeBlock::from_original_user_code(src);
         if let Some((segment, offset)) = user_code.command_containing_user_offset(position) {
             return self.command_completions(segment, offset, position);
         }
         let (non_command_code, state, _errors) = self.prepare_for_analysis(user_code)?;
         self.eval_context
-            .completions(non_command_code, state, &code_info.nodes, position)
+            .completions(non_command_code, state, &code_info.nodes, position, deadline)
     }
 
     fn prepare_for_analysis(
@@ -272,6 +283,7 @@ impl CommandContext {
                     code: (*cmd).to_owned(),
                     kind: "magic",
                     label: (*cmd).to_owned(),
+                    signature: None,
                 })
             }
         }

@@ -621,6 +621,7 @@ impl EvalContext {
         mut state: ContextState,
         nodes: &[SyntaxNode],
         offset: usize,
+        deadline: std::time::Duration,
     ) -> Result<Completions> {
         // Wrapping the final expression in order to display it might interfere
         // with completions on that final expression.
@@ -641,9 +642,7 @@ impl EvalContext {
             println!("=========\n{s}\n==========");
         }
 
-        let analyzer = self.analyzer.get();
-        analyzer.set_source(code.code_string())?;
-        let mut completions = analyzer.completions(wrapped_offset)?;
+        let mut completions = self.analyzer.complete(code.code_string(), wrapped_offset, deadline)?;
         completions.start_offset = code.output_offset_to_user_offset(completions.start_offset)?;
         completions.end_offset = code.output_offset_to_user_offset(completions.end_offset)?;
         // Filter internal identifiers.
@@ -786,11 +785,16 @@ impl EvalContext {
         // Only variables whose type is not written out in full (`let v: Vec<u64> = ...` is) need
         // rust-analyzer, which may still be warming up: other cells go straight to the compiler.
         // (A statement that didn't parse may hide a `let`.)
-        let defines_variables = state.untyped_variables
-            || code_info
-                .nodes
-                .iter()
-                .any(|node| node.kind() == SyntaxKind::ERROR);
+        let unparsed = code_info
+            .nodes
+            .iter()
+            .any(|node| node.kind() == SyntaxKind::ERROR);
+        // While rust-analyzer is still analysing (the first seconds of a session, or after a
+        // `:dep`), the compiler names the types instead: the variables are stored as `String`
+        // first, and the mismatch rustc reports gives each one's type (see
+        // `attempt_to_fix_error`). A failed type check costs far less than waiting.
+        let defines_variables = unparsed
+            || (state.untyped_variables && self.analyzer.is_ready(&state.config));
         let analysis_code = state.analysis_code(user_code.clone());
         let typed = if defines_variables {
             let typed = self.fix_variable_types(state, analysis_code);
@@ -1091,6 +1095,41 @@ impl EvalContext {
     ) -> Result<(), Error> {
         for code_origin in &error.code_origins {
             match code_origin {
+                CodeKind::PackVariable { variable_name }
+                    if error.code() == Some("E0308")
+                        && state
+                            .variable_states
+                            .get(variable_name)
+                            .is_some_and(|v| v.type_name == "String") =>
+                {
+                    // Stored as `String` because rust-analyzer was not ready: take the type
+                    // rustc found, if it can be written; else ask rust-analyzer after all.
+                    match type_found_by_compiler(error) {
+                        Some(found) => {
+                            if let Some(v) = state.variable_states.get_mut(variable_name) {
+                                v.type_name = found;
+                            }
+                            fixed_errors.insert("Variable type from the compiler");
+                        }
+                        None => {
+                            let analysis_code = state.analysis_code(user_code.clone());
+                            self.fix_variable_types(state, analysis_code)?;
+                            fixed_errors.insert("Variable types from rust-analyzer");
+                        }
+                    }
+                }
+                CodeKind::PackVariable { .. }
+                    if matches!(error.code(), Some("E0412" | "E0433" | "E0603"))
+                        || error.message().starts_with("cannot find type") =>
+                {
+                    // A type the compiler named that cannot be written here: ask rust-analyzer
+                    // (once for all the cell's variables).
+                    if !fixed_errors.contains("Variable types from rust-analyzer") {
+                        let analysis_code = state.analysis_code(user_code.clone());
+                        self.fix_variable_types(state, analysis_code)?;
+                        fixed_errors.insert("Variable types from rust-analyzer");
+                    }
+                }
                 CodeKind::PackVariable { variable_name } => {
                     if error.code() == Some("E0382") {
                         // Use of moved value.
@@ -1161,6 +1200,26 @@ impl EvalContext {
         }
         Ok(())
     }
+}
+
+/// The type rustc found where a variable stored as `String` was expected
+/// (`expected \`String\`, found \`Vec<u8>\``), when it can be written in code.
+fn type_found_by_compiler(error: &CompilationError) -> Option<String> {
+    let labels = error.json["spans"].as_array()?;
+    labels.iter().find_map(|span| {
+        let label = span["label"].as_str()?;
+        let found = label.strip_prefix("expected `String`, found `")?.strip_suffix('`')?;
+        // Closures, elided parts, opaque types: rust-analyzer must name them (or refuse).
+        if found == "&str" {
+            return Some("&'static str".to_owned());
+        }
+        let writable = !found.is_empty()
+            && !found.contains(['{', '}', '…'])
+            && !found.contains("impl ")
+            && !found.contains("/*")
+            && !found.starts_with('&');
+        writable.then(|| found.to_owned())
+    })
 }
 
 fn non_persistable_type_error(variable_name: &str, actual_type: &str) -> Result<(), Error> {

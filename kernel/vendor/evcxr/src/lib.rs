@@ -36,6 +36,7 @@ pub use crate::eval_context::EvalOutputs;
 pub use crate::module::set_build_progress_handler;
 pub use crate::runtime::runtime_hook;
 pub use rust_analyzer::Completions;
+pub use rust_analyzer::NotReady;
 
 /// Return the directory that evcxr tools should use for their configuration.
 ///

@@ -35,7 +35,6 @@ use ra_ap_vfs as ra_vfs;
 use ra_ap_vfs::FileId;
 use ra_ap_vfs::loader::LoadingProgress;
 use ra_ap_vfs_notify as vfs_notify;
-use ra_ide::CallableSnippets;
 use ra_ide::Edition;
 use ra_ide::HoverConfig;
 use ra_ide::HoverResult;
@@ -117,9 +116,86 @@ impl Analyzer {
             .expect("rust-analyzer is back from its warm-up")
     }
 
+    /// True when rust-analyzer has analysed the current Cargo.toml and is not busy: asking it
+    /// for types costs little. (Otherwise the first answer may take seconds.)
+    pub(crate) fn is_ready(&mut self, config: &crate::eval_context::Config) -> bool {
+        if self.warm_up.as_ref().is_some_and(|w| !w.thread.is_finished()) {
+            return false;
+        }
+        self.settle(false);
+        let cargo_toml = std::fs::read(config.crate_dir().join("Cargo.toml")).ok();
+        cargo_toml.is_some() && self.warmed_for == cargo_toml
+    }
+
     /// Stops a running warm-up and waits for it.
     pub(crate) fn pause(&mut self) {
         self.settle(true);
+    }
+
+    /// Completions in `source` at `offset`, or [`NotReady`] when they cannot be had within
+    /// `deadline`: a warm-up still runs, or the completion itself takes longer (the first one
+    /// after start analyses the standard library). A completion that runs late goes on in the
+    /// background like a warm-up, so its work is not lost: the next request waits for it
+    /// (within its own deadline), and user code about to run pauses it.
+    pub(crate) fn complete(
+        &mut self,
+        source: String,
+        offset: usize,
+        deadline: std::time::Duration,
+    ) -> Result<Completions> {
+        let started = std::time::Instant::now();
+        while self.warm_up.as_ref().is_some_and(|w| !w.thread.is_finished()) {
+            if started.elapsed() >= deadline {
+                return Err(NotReady.into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.settle(false);
+        let Some(analyzer) = self.idle.take() else {
+            bail!("rust-analyzer is unavailable");
+        };
+        let cargo_toml = std::fs::read(analyzer.cargo_toml_filename()).unwrap_or_default();
+        let cancel = analyzer.analysis_host.raw_database().cancellation_token();
+        let lent = Arc::new(Mutex::new(Some(analyzer)));
+        let in_thread = lent.clone();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("ra-complete".to_owned())
+            .spawn(move || {
+                let mut guard = in_thread.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(analyzer) = guard.as_mut() else {
+                    return false;
+                };
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    analyzer.set_source(source)?;
+                    analyzer.completions(offset)
+                }))
+                .unwrap_or_else(|_| Err(anyhow!("rust-analyzer stopped while completing")));
+                let finished = result.is_ok();
+                let _ = tx.send(result);
+                finished
+            });
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                self.idle = lent.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(e.into());
+            }
+        };
+        self.warm_up = Some(WarmUp {
+            thread,
+            analyzer: lent,
+            cancel,
+            stop: Arc::new(AtomicBool::new(false)),
+            cargo_toml,
+        });
+        match rx.recv_timeout(deadline.saturating_sub(started.elapsed())) {
+            Ok(result) => {
+                self.settle(false);
+                result
+            }
+            Err(_) => Err(NotReady.into()),
+        }
     }
 
     /// Records that the analyzer has analysed a cell for the current Cargo.toml, which warms it
@@ -500,11 +576,37 @@ impl RustAnalyzer {
         self.root_directory.join("Cargo.toml")
     }
 
+    /// Completions at `position` in the current source.
     pub(crate) fn completions(&self, position: usize) -> Result<Completions> {
+        completions_in(&self.analysis_host.analysis(), self.source_file_id, &self.current_source, position)
+    }
+}
+
+/// rust-analyzer could not answer in time.
+#[derive(Debug)]
+pub struct NotReady;
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rust-analyzer is still analysing")
+    }
+}
+
+impl std::error::Error for NotReady {}
+
+fn completions_in(
+    analysis: &ra_ide::Analysis,
+    file_id: FileId,
+    current_source: &str,
+    position: usize,
+) -> Result<Completions> {
+    {
         let mut completions = Vec::new();
         let mut range = None;
         let config = ra_ide::CompletionConfig {
-            enable_postfix_completions: true,
+            // Postfix completions rewrite the expression before the cursor, more than the
+            // range a frontend replaces.
+            enable_postfix_completions: false,
             snippet_cap: SnippetCap::new(true),
             enable_imports_on_the_fly: false,
             enable_self_on_the_fly: true,
@@ -519,13 +621,15 @@ impl RustAnalyzer {
                 enforce_granularity: false,
                 skip_glob_imports: false,
             },
-            callable: Some(CallableSnippets::FillArguments),
+            // Insert the name only: a frontend inserts the match as text, so
+            // placeholder arguments would land in the learner's code.
+            callable: None,
             limit: None,
             prefer_prelude: false,
             enable_term_search: true,
             term_search_fuel: 400,
             prefer_absolute: false,
-            add_semicolon_to_unit: true,
+            add_semicolon_to_unit: false,
             fields_to_resolve: CompletionFieldsToResolve::empty(),
             exclude_flyimport: vec![],
             exclude_traits: &[],
@@ -534,10 +638,10 @@ impl RustAnalyzer {
             ra_fixture: RaFixtureConfig::default(),
             add_colons_to_module: true,
         };
-        if let Ok(Some(completion_items)) = self.analysis_host.analysis().completions(
+        if let Ok(Some(completion_items)) = analysis.completions(
             &config,
             ra_ide::FilePosition {
-                file_id: self.source_file_id,
+                file_id,
                 offset: (position as u32).into(),
             },
             None,
@@ -548,31 +652,26 @@ impl RustAnalyzer {
                     Lazy::new(|| Regex::new("\\$\\{[0-9]+:([^}]*)\\}").unwrap());
                 let mut indels = item.text_edit.iter();
                 if let Some(indel) = indels.next() {
-                    let text_to_delete = &self.current_source[indel.delete];
+                    let text_to_delete = &current_source[indel.delete];
                     // Rust analyzer returns all available methods/fields etc. It's up to us to
                     // decide how what we filter and what we keep.
                     if !item.lookup().starts_with(text_to_delete) {
                         continue;
                     }
+                    // One range for all matches: an item that would replace another
+                    // part of the text, or edit in several places, is left out.
+                    if range.is_some_and(|r| r != indel.delete) || indels.next().is_some() {
+                        continue;
+                    }
+                    range = Some(indel.delete);
                     completions.push(Completion {
                         code: ARG_PLACEHOLDER
                             .replace_all(&indel.insert, "$1")
                             .replace("$0", ""),
                         kind: jupyter_kind(item.kind),
                         label: item.label.primary.to_string(),
+                        signature: item.detail.clone().filter(|d| !d.is_empty()),
                     });
-                    if let Some(previous_range) = range.as_ref() {
-                        if *previous_range != indel.delete {
-                            bail!(
-                                "Different completions wanted to replace different parts of the text"
-                            );
-                        }
-                    } else {
-                        range = Some(indel.delete)
-                    }
-                }
-                if indels.next().is_some() {
-                    bail!("Completion unexpectedly provided more than one insertion/deletion");
                 }
             }
         }
@@ -582,6 +681,9 @@ impl RustAnalyzer {
             end_offset: range.map(|range| range.end().into()).unwrap_or(position),
         })
     }
+}
+
+impl RustAnalyzer {
 
     pub(crate) fn hover(
         &self,
@@ -691,9 +793,12 @@ pub struct Completions {
 /// public API.
 #[derive(Debug, Eq, PartialEq)]
 pub struct Completion {
+    /// The text that replaces the completed range (a name, without arguments).
     pub code: String,
     pub kind: &'static str,
     pub label: String,
+    /// The item's signature or type, for showing beside it.
+    pub signature: Option<String>,
 }
 
 fn jupyter_kind(kind: ra_ide::CompletionItemKind) -> &'static str {
