@@ -47,10 +47,7 @@ fn render_svg(
     let mut out = String::new();
     let result = {
         let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
-        let r = root
-            .fill(&WHITE)
-            .map_err(|e| e.into())
-            .and_then(|_| draw(&root));
+        let r = root.fill(&WHITE).map_err(|e| e.into()).and_then(|_| draw(&root));
         r.and_then(|_| root.present().map_err(|e| e.into()))
     };
     match result {
@@ -71,14 +68,11 @@ fn error_svg(message: &str) -> String {
 /// A time unit that keeps the largest value between 1 and 1000: (name, nanoseconds per unit).
 fn time_unit(max: Duration) -> (&'static str, f64) {
     let ns = max.as_secs_f64() * 1e9;
-    if ns < 1e3 {
-        ("ns", 1.0)
-    } else if ns < 1e6 {
-        ("µs", 1e3)
-    } else if ns < 1e9 {
-        ("ms", 1e6)
-    } else {
-        ("s", 1e9)
+    match ns {
+        x if x < 1e3 => ("ns", 1.0),
+        x if x < 1e6 => ("µs", 1e3),
+        x if x < 1e9 => ("ms", 1e6),
+        _ => ("s", 1e9),
     }
 }
 
@@ -100,37 +94,23 @@ fn row_index(v: f64, n: usize) -> Option<usize> {
     ((v - r).abs() < 1e-6 && r >= 0.0 && (r as usize) < n).then_some(r as usize)
 }
 
-/// One bar of [`time_bars`]: a label, its median and (optionally) its fastest sample.
-#[derive(Clone, Debug)]
-pub(crate) struct TimeBar {
-    pub label: String,
-    pub median: Duration,
-    pub min: Option<Duration>,
-    /// Drawn in red (e.g. its checksum disagrees).
-    pub bad: bool,
+/// One horizontal bar of [`hbars`]: its label, length, an optional black tick (e.g. the fastest
+/// sample), its colour and the text written after it.
+struct HBar {
+    label: String,
+    value: f64,
+    tick: Option<f64>,
+    color: RGBColor,
+    text: String,
 }
 
-/// Horizontal bars, one per entry, first entry on top: the bar is the median, a black tick
-/// marks the minimum, the median is written after the bar.
-pub(crate) fn time_bars(title: &str, bars: &[TimeBar]) -> String {
-    let ticks = bars.iter().any(|b| b.min.is_some());
-    let max = bars
-        .iter()
-        .map(|b| b.median.max(b.min.unwrap_or_default()))
-        .max();
-    let (unit, per) = time_unit(max.unwrap_or_default());
-    let value = |d: Duration| d.as_secs_f64() * 1e9 / per;
+/// Horizontal bars, first on top, each with its text after it.
+fn hbars(title: &str, x_desc: &str, bars: &[HBar]) -> String {
     let n = bars.len().max(1);
-    let label_w = bars
-        .iter()
-        .map(|b| text_width(&b.label, 13.0))
-        .max()
-        .unwrap_or(40)
-        .clamp(40, 260)
-        + 12;
-    let height = 90 + 36 * n as u32;
-    let xmax = max.map(value).unwrap_or(1.0).max(f64::MIN_POSITIVE) * 1.25;
-    render_svg((720, height), |root| {
+    let label_w = bars.iter().map(|b| text_width(&b.label, 13.0)).max().unwrap_or(40).clamp(40, 300) + 12;
+    let longest = bars.iter().map(|b| b.value.max(b.tick.unwrap_or(0.0))).fold(0.0, f64::max);
+    let xmax = longest.max(f64::MIN_POSITIVE) * 1.25;
+    render_svg((720, 90 + 36 * n as u32), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 18))
             .margin(10)
@@ -142,85 +122,67 @@ pub(crate) fn time_bars(title: &str, bars: &[TimeBar]) -> String {
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|v| {
-                row_index(*v, n)
-                    .and_then(|r| bars.get(n - 1 - r))
-                    .map(|b| b.label.clone())
-                    .unwrap_or_default()
-            })
-            .x_desc(if ticks { format!("median time ({unit}); black tick = fastest sample") } else { format!("time ({unit})") })
+            .y_label_formatter(&|v| row_index(*v, n).and_then(|r| bars.get(n - 1 - r)).map(|b| b.label.clone()).unwrap_or_default())
+            .x_desc(x_desc)
             .label_style((FONT, 13))
             .draw()?;
-        chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
-            let color = if b.bad { BAD_BAR } else { BAR };
-            Rectangle::new(
-                [(0.0, row(i) - 0.3), (value(b.median), row(i) + 0.3)],
-                color.filled(),
-            )
-        }))?;
-        // A black tick across each bar at its fastest sample.
+        chart.draw_series(
+            bars.iter().enumerate().map(|(i, b)| Rectangle::new([(0.0, row(i) - 0.3), (b.value, row(i) + 0.3)], b.color.filled())),
+        )?;
         chart.draw_series(bars.iter().enumerate().filter_map(|(i, b)| {
-            b.min.map(|m| {
-                PathElement::new(
-                    vec![(value(m), row(i) - 0.42), (value(m), row(i) + 0.42)],
-                    BLACK.stroke_width(2),
-                )
-            })
+            b.tick.map(|t| PathElement::new(vec![(t, row(i) - 0.42), (t, row(i) + 0.42)], BLACK.stroke_width(2)))
         }))?;
-        let style = TextStyle::from((FONT, 13).into_font())
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Left, VPos::Center));
-        chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
-            Text::new(
-                format!("  {}", crate::measure::fmt_duration(b.median)),
-                (value(b.median), row(i)),
-                style.clone(),
-            )
-        }))?;
+        let style = TextStyle::from((FONT, 13).into_font()).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+        chart.draw_series(bars.iter().enumerate().map(|(i, b)| Text::new(format!("  {}", b.text), (b.value, row(i)), style.clone())))?;
         Ok(())
     })
 }
 
+/// One bar of [`time_bars`]: a label, its median and (optionally) its fastest sample.
+#[derive(Clone, Debug)]
+pub(crate) struct TimeBar {
+    pub label: String,
+    pub median: Duration,
+    pub min: Option<Duration>,
+    /// Drawn in red (e.g. its checksum disagrees).
+    pub bad: bool,
+}
+
+/// Horizontal bars of medians, first on top, a black tick at each fastest sample.
+pub(crate) fn time_bars(title: &str, bars: &[TimeBar]) -> String {
+    let max = bars.iter().map(|b| b.median.max(b.min.unwrap_or_default())).max().unwrap_or_default();
+    let (unit, per) = time_unit(max);
+    let value = |d: Duration| d.as_secs_f64() * 1e9 / per;
+    let ticks = bars.iter().any(|b| b.min.is_some());
+    let x_desc = if ticks { format!("median time ({unit}); black tick = fastest sample") } else { format!("time ({unit})") };
+    let bars: Vec<HBar> = bars
+        .iter()
+        .map(|b| HBar {
+            label: b.label.clone(),
+            value: value(b.median),
+            tick: b.min.map(value),
+            color: if b.bad { BAD_BAR } else { BAR },
+            text: crate::measure::fmt_duration(b.median),
+        })
+        .collect();
+    hbars(title, &x_desc, &bars)
+}
+
 /// Horizontal bars of durations, first on top, each labelled with its value.
 pub fn duration_bars(title: &str, bars: &[(String, Duration)]) -> String {
-    let bars: Vec<TimeBar> = bars
-        .iter()
-        .map(|(l, d)| TimeBar { label: l.clone(), median: *d, min: None, bad: false })
-        .collect();
+    let bars: Vec<TimeBar> = bars.iter().map(|(l, d)| TimeBar { label: l.clone(), median: *d, min: None, bad: false }).collect();
     time_bars(title, &bars)
 }
 
 /// Horizontal bars of plain numbers (counts, MB/s, …), first on top, each labelled with its value.
 pub fn bars(title: &str, x_desc: &str, bars: &[(String, f64)]) -> String {
-    let n = bars.len().max(1);
-    let label_w = bars.iter().map(|b| text_width(&b.0, 13.0)).max().unwrap_or(40).clamp(40, 300) + 12;
-    let xmax = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(f64::MIN_POSITIVE) * 1.25;
-    render_svg((720, 90 + 36 * n as u32), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 18))
-            .margin(10)
-            .x_label_area_size(38)
-            .y_label_area_size(label_w)
-            .build_cartesian_2d(0f64..xmax, rows_range(n))?;
-        let row = |i: usize| (n - 1 - i) as f64;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(n)
-            .y_label_formatter(&|v| row_index(*v, n).and_then(|r| bars.get(n - 1 - r)).map(|b| b.0.clone()).unwrap_or_default())
-            .x_desc(x_desc)
-            .label_style((FONT, 13))
-            .draw()?;
-        chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
-            Rectangle::new([(0.0, row(i) - 0.3), (b.1, row(i) + 0.3)], PALETTE[i % PALETTE.len()].filled())
-        }))?;
-        let style = TextStyle::from((FONT, 13).into_font()).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
-        chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
-            let v = if b.1.abs() >= 100.0 || b.1.fract() == 0.0 { format!("  {:.0}", b.1) } else { format!("  {}", crate::measure::sig3(b.1)) };
-            Text::new(v, (b.1, row(i)), style.clone())
-        }))?;
-        Ok(())
-    })
+    let text = |v: f64| if v.abs() >= 100.0 || v.fract() == 0.0 { format!("{v:.0}") } else { crate::measure::sig3(v) };
+    let bars: Vec<HBar> = bars
+        .iter()
+        .enumerate()
+        .map(|(i, (label, v))| HBar { label: label.clone(), value: *v, tick: None, color: PALETTE[i % PALETTE.len()], text: text(*v) })
+        .collect();
+    hbars(title, x_desc, &bars)
 }
 
 /// Speedup against thread count: the measured points joined by a line, the ideal line
@@ -229,28 +191,12 @@ pub fn bars(title: &str, x_desc: &str, bars: &[(String, f64)]) -> String {
 ///
 /// Speedups are relative to the smallest thread count measured (normally 1); the ideal line and
 /// Amdahl's curve are scaled the same way.
-pub(crate) fn speedup_chart(
-    title: &str,
-    measured: &[(usize, f64)],
-    serial_fraction: Option<f64>,
-    cores: usize,
-) -> String {
+pub(crate) fn speedup_chart(title: &str, measured: &[(usize, f64)], serial_fraction: Option<f64>, cores: usize) -> String {
     let t_min = measured.iter().map(|p| p.0).min().unwrap_or(1).max(1) as f64;
     let t_max = measured.iter().map(|p| p.0).max().unwrap_or(1).max(1) as f64;
-    let amdahl_at = |n: f64| {
-        serial_fraction
-            .map(|s| crate::sweep::amdahl(1.0 - s, n) / crate::sweep::amdahl(1.0 - s, t_min))
-    };
-    let best = measured
-        .iter()
-        .map(|p| p.1)
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
-    let ymax = (best
-        .max(amdahl_at(t_max).unwrap_or(0.0))
-        .max((cores as f64).min(t_max) / t_min)
-        * 1.15)
-        .max(1.2);
+    let amdahl_at = |n: f64| serial_fraction.map(|s| crate::sweep::amdahl(1.0 - s, n) / crate::sweep::amdahl(1.0 - s, t_min));
+    let best = measured.iter().map(|p| p.1).filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let ymax = (best.max(amdahl_at(t_max).unwrap_or(0.0)).max((cores as f64).min(t_max) / t_min) * 1.15).max(1.2);
     let x_lo = t_min - 0.5;
     let x_hi = t_max + 0.5;
     render_svg((720, 440), |root| {
@@ -263,13 +209,7 @@ pub(crate) fn speedup_chart(
         chart
             .configure_mesh()
             .x_labels(((t_max - t_min) as usize + 2).min(16))
-            .x_label_formatter(&|v| {
-                if (v - v.round()).abs() < 1e-6 && *v >= 0.5 {
-                    format!("{}", v.round() as i64)
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-6 && *v >= 0.5 { format!("{}", v.round() as i64) } else { String::new() })
             .y_label_formatter(&|v| format!("{v:.1}x"))
             .x_desc("threads")
             .y_desc("speedup")
@@ -278,29 +218,16 @@ pub(crate) fn speedup_chart(
         let cores_f = cores as f64;
         if cores_f + 0.5 < x_hi {
             let band_start = (cores_f + 0.5).max(x_lo);
-            chart.draw_series(std::iter::once(Rectangle::new(
-                [(band_start, 0.0), (x_hi, ymax)],
-                RGBColor(235, 235, 235).filled(),
-            )))?;
-            chart.draw_series(std::iter::once(Text::new(
-                format!(" more threads than cores ({cores})"),
-                (band_start, ymax * 0.02),
-                TextStyle::from((FONT, 12).into_font())
-                    .color(&RGBColor(110, 110, 110))
-                    .pos(Pos::new(HPos::Left, VPos::Bottom)),
-            )))?;
+            chart.draw_series(std::iter::once(Rectangle::new([(band_start, 0.0), (x_hi, ymax)], RGBColor(235, 235, 235).filled())))?;
+            let grey = TextStyle::from((FONT, 12).into_font()).color(&RGBColor(110, 110, 110)).pos(Pos::new(HPos::Left, VPos::Bottom));
+            let note = format!(" more threads than cores ({cores})");
+            chart.draw_series(std::iter::once(Text::new(note, (band_start, ymax * 0.02), grey)))?;
         }
         let ideal_end = t_max.min(ymax * t_min);
+        let ideal = if t_min == 1.0 { "ideal: speedup = threads".to_string() } else { format!("ideal: speedup = threads / {t_min}") };
         chart
-            .draw_series(LineSeries::new(
-                vec![(t_min, 1.0), (ideal_end, ideal_end / t_min)],
-                IDEAL.stroke_width(2),
-            ))?
-            .label(if t_min == 1.0 {
-                "ideal: speedup = threads".to_string()
-            } else {
-                format!("ideal: speedup = threads / {t_min}")
-            })
+            .draw_series(LineSeries::new(vec![(t_min, 1.0), (ideal_end, ideal_end / t_min)], IDEAL.stroke_width(2)))?
+            .label(ideal)
             .legend(|(x, y)| Rectangle::new([(x, y - 2), (x + 16, y + 2)], IDEAL.filled()));
         if let Some(s) = serial_fraction {
             let steps = ((t_max - t_min) * 20.0).ceil().max(1.0) as usize;
@@ -354,19 +281,9 @@ pub(crate) struct GanttBar {
 /// Bars with the same label share a colour; a label is written inside a bar wide enough for it.
 pub(crate) fn gantt(title: &str, lanes: &[String], bars: &[GanttBar]) -> String {
     let n = lanes.len().max(1);
-    let row_h: u32 = if n <= 16 {
-        28
-    } else {
-        (700 / n as u32).max(10)
-    };
+    let row_h: u32 = if n <= 16 { 28 } else { (700 / n as u32).max(10) };
     let font = if row_h >= 20 { 13 } else { 10 };
-    let label_w = lanes
-        .iter()
-        .map(|l| text_width(l, font as f64))
-        .max()
-        .unwrap_or(40)
-        .clamp(40, 200)
-        + 12;
+    let label_w = lanes.iter().map(|l| text_width(l, font as f64)).max().unwrap_or(40).clamp(40, 200) + 12;
     let width: u32 = 760;
     let height = 100 + row_h * n as u32;
     let t_end = bars.iter().map(|b| b.end_ms).fold(0.0, f64::max).max(1e-3) * 1.02;
@@ -392,56 +309,27 @@ pub(crate) fn gantt(title: &str, lanes: &[String], bars: &[GanttBar]) -> String 
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n)
-            .y_label_formatter(&|v| {
-                row_index(*v, n)
-                    .and_then(|r| lanes.get(n - 1 - r))
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .y_label_formatter(&|v| row_index(*v, n).and_then(|r| lanes.get(n - 1 - r)).cloned().unwrap_or_default())
             .x_desc("time since the timeline was created (ms)")
             .label_style((FONT, font))
             .draw()?;
         chart.draw_series(bars.iter().filter(|b| b.lane < n).map(|b| {
             let row = (n - 1 - b.lane) as f64;
-            let mut r = Rectangle::new(
-                [
-                    (b.start_ms, row - 0.38),
-                    (b.end_ms.max(b.start_ms), row + 0.38),
-                ],
-                color_of(&b.label).filled(),
-            );
+            let mut r = Rectangle::new([(b.start_ms, row - 0.38), (b.end_ms.max(b.start_ms), row + 0.38)], color_of(&b.label).filled());
             r.set_margin(0, 0, 0, 1); // a pixel gap between consecutive spans
             r
         }))?;
-        let style = TextStyle::from((FONT, font.min(12)).into_font())
-            .color(&WHITE)
-            .pos(Pos::new(HPos::Center, VPos::Center));
-        chart.draw_series(
-            bars.iter()
-                .filter(|b| b.lane < n)
-                .filter(|b| {
-                    (b.end_ms - b.start_ms) / t_end * plot_w
-                        > text_width(&b.label, font.min(12) as f64) as f64 + 6.0
-                })
-                .map(|b| {
-                    Text::new(
-                        b.label.clone(),
-                        ((b.start_ms + b.end_ms) / 2.0, (n - 1 - b.lane) as f64),
-                        style.clone(),
-                    )
-                }),
-        )?;
+        let style = TextStyle::from((FONT, font.min(12)).into_font()).color(&WHITE).pos(Pos::new(HPos::Center, VPos::Center));
+        let fits = |b: &&GanttBar| (b.end_ms - b.start_ms) / t_end * plot_w > text_width(&b.label, font.min(12) as f64) as f64 + 6.0;
+        chart.draw_series(bars.iter().filter(|b| b.lane < n).filter(fits).map(|b| {
+            Text::new(b.label.clone(), ((b.start_ms + b.end_ms) / 2.0, (n - 1 - b.lane) as f64), style.clone())
+        }))?;
         Ok(())
     })
 }
 
 /// A general line chart: each series is drawn as one line with dots at its points.
-pub fn lines(
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &[(&str, Vec<(f64, f64)>)],
-) -> String {
+pub fn lines(title: &str, x_desc: &str, y_desc: &str, series: &[(&str, Vec<(f64, f64)>)]) -> String {
     let all = || series.iter().flat_map(|(_, pts)| pts.iter().copied());
     let x_min = all().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let x_max = all().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max);
@@ -461,20 +349,13 @@ pub fn lines(
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(x_min..x_max, 0f64..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
-            .label_style((FONT, 13))
-            .draw()?;
+        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style((FONT, 13)).draw()?;
         for (i, (name, pts)) in series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
                 .label(*name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 3), (x + 16, y + 3)], color.filled())
-                });
+                .legend(move |(x, y)| Rectangle::new([(x, y - 3), (x + 16, y + 3)], color.filled()));
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
         if series.len() > 1 || series.iter().any(|(n, _)| !n.is_empty()) {

@@ -74,16 +74,9 @@ impl DisplayHandle {
     pub fn new() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        DisplayHandle {
-            id: format!("tb-{}-{}-{}", std::process::id(), n, nanos).into(),
-            shown: Arc::new(AtomicBool::new(false)),
-        }
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        DisplayHandle { id: format!("tb-{}-{n}-{nanos}", std::process::id()).into(), shown: Arc::new(AtomicBool::new(false)) }
     }
-
 
     /// Shows the bundle as a new display carrying this handle's id.
     pub fn show(&self, data: &[(&str, String)]) {
@@ -94,14 +87,8 @@ impl DisplayHandle {
     /// Replaces what this handle's display shows. Outside the threadbook kernel the bundle is
     /// simply shown again. If the handle was never shown, this shows it.
     pub fn update(&self, data: &[(&str, String)]) {
-        if self.shown.swap(true, Ordering::Relaxed) {
-            emit_display(data, Some(&self.id), true);
-        } else {
-            emit_display(data, Some(&self.id), false);
-        }
+        emit_display(data, Some(&self.id), self.shown.swap(true, Ordering::Relaxed));
     }
-
-
 }
 
 /// The `THREADBOOK_DISPLAY` line (ending in `\n`) for a bundle; adds `text/plain` if missing.
@@ -127,26 +114,15 @@ fn clear_output_line(wait: bool) -> String {
 
 /// The evcxr form of a bundle: one `EVCXR_BEGIN_CONTENT` block per MIME type.
 fn evcxr_blocks(data: &[(&str, String)]) -> String {
-    let mut out = String::new();
-    for (mime, content) in with_plain(data) {
-        out.push_str("EVCXR_BEGIN_CONTENT ");
-        out.push_str(mime);
-        out.push('\n');
-        out.push_str(&content);
-        if !content.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str("EVCXR_END_CONTENT\n");
-    }
-    out
+    let block = |(mime, content): (&str, String)| {
+        let nl = if content.ends_with('\n') { "" } else { "\n" };
+        format!("EVCXR_BEGIN_CONTENT {mime}\n{content}{nl}EVCXR_END_CONTENT\n")
+    };
+    with_plain(data).into_iter().map(block).collect()
 }
 
 fn emit_display(data: &[(&str, String)], display_id: Option<&str>, update: bool) {
-    if threadbook_kernel() {
-        write_stdout(&display_line(data, display_id, update));
-    } else {
-        write_stdout(&evcxr_blocks(data));
-    }
+    write_stdout(&if threadbook_kernel() { display_line(data, display_id, update) } else { evcxr_blocks(data) });
 }
 
 /// Writes `s` with one `write_all` while holding the stdout lock, then flushes.
@@ -160,14 +136,12 @@ fn write_stdout(s: &str) {
 /// The bundle with a `text/plain` entry added when it has none; `text/plain` comes first.
 fn with_plain<'a>(data: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
     let mut out: Vec<(&'a str, String)> = Vec::with_capacity(data.len() + 1);
-    if !data.iter().any(|(m, _)| *m == "text/plain") {
-        let plain = if let Some((_, h)) = data.iter().find(|(m, _)| *m == "text/html") {
+    let find = |mime: &str| data.iter().find(|(m, _)| *m == mime).map(|(_, c)| c);
+    if find("text/plain").is_none() {
+        let plain = if let Some(h) = find("text/html") {
             html_to_text(h)
-        } else if let Some((_, s)) = data.iter().find(|(m, _)| *m == "image/svg+xml") {
-            format!(
-                "[SVG image, {} bytes: open the notebook in Jupyter to see it]",
-                s.len()
-            )
+        } else if let Some(s) = find("image/svg+xml") {
+            format!("[SVG image, {} bytes: open the notebook in Jupyter to see it]", s.len())
         } else {
             let kinds: Vec<&str> = data.iter().map(|(m, _)| *m).collect();
             format!("[display: {}]", kinds.join(", "))
@@ -208,42 +182,24 @@ fn html_to_text(html: &str) -> String {
             break;
         };
         let tag = after[1..gt].trim().to_ascii_lowercase();
-        let name: String = tag
-            .trim_start_matches('/')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect();
+        let closing = tag.starts_with('/');
+        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
         rest = &after[gt + 1..];
-        if name == "svg" && !tag.starts_with('/') {
+        let line_start = out.is_empty() || out.ends_with('\n');
+        if name == "svg" && !closing {
             out.push_str("[chart]");
-            rest = match rest.find("</svg>") {
-                Some(end) => &rest[end + "</svg>".len()..],
-                None => "",
-            };
-        } else if matches!(
-            name.as_str(),
-            "br" | "p" | "div" | "tr" | "h1" | "h2" | "h3" | "h4" | "li" | "table" | "summary"
-        ) {
-            if !out.ends_with('\n') && !out.is_empty() {
+            rest = rest.find("</svg>").map_or("", |end| &rest[end + "</svg>".len()..]);
+        } else if ["br", "p", "div", "tr", "h1", "h2", "h3", "h4", "li", "table", "summary"].contains(&name.as_str()) {
+            if !line_start {
                 out.push('\n');
             }
-        } else if matches!(name.as_str(), "td" | "th")
-            && !tag.starts_with('/')
-            && !out.ends_with('\n')
-            && !out.is_empty()
-        {
+        } else if (name == "td" || name == "th") && !closing && !line_start {
             out.push_str("  ");
         }
     }
     out.push_str(rest);
-    let decoded = out
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&nbsp;", " ")
-        .replace("&amp;", "&");
-    decoded.trim().to_string()
+    let entities = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&#39;", "'"), ("&nbsp;", " "), ("&amp;", "&")];
+    entities.iter().fold(out, |s, (e, c)| s.replace(e, c)).trim().to_string()
 }
 
 /// Renders a table as `(html, plain text)`.
@@ -253,16 +209,9 @@ fn html_to_text(html: &str) -> String {
 /// sign, `.` or `?`) right-aligned and the others left-aligned, a dashed line under the header,
 /// two spaces between columns, no trailing spaces.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> (String, String) {
-    let ncols = rows
-        .iter()
-        .map(|r| r.len())
-        .chain(std::iter::once(headers.len()))
-        .max()
-        .unwrap_or(0);
+    let ncols = rows.iter().map(|r| r.len()).chain(std::iter::once(headers.len())).max().unwrap_or(0);
     let cell = |row: &[String], i: usize| row.get(i).cloned().unwrap_or_default();
-    let header_row: Vec<String> = (0..ncols)
-        .map(|i| headers.get(i).map(|h| h.to_string()).unwrap_or_default())
-        .collect();
+    let header_row: Vec<String> = (0..ncols).map(|i| headers.get(i).map(|h| h.to_string()).unwrap_or_default()).collect();
 
     let mut html = String::from("<table><thead><tr>");
     for h in &header_row {
@@ -280,39 +229,22 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> (String, String) {
 
     let width = |s: &str| s.chars().count();
     let widths: Vec<usize> = (0..ncols)
-        .map(|i| {
-            rows.iter()
-                .map(|r| width(&cell(r, i)))
-                .chain(std::iter::once(width(&header_row[i])))
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| rows.iter().map(|r| width(&cell(r, i))).chain(std::iter::once(width(&header_row[i]))).max().unwrap_or(0))
         .collect();
     // A column is right-aligned when all its non-empty cells start like a number.
     let numeric = |c: &str| c.starts_with(|ch: char| ch.is_ascii_digit() || "-+.?".contains(ch));
     let right: Vec<bool> = (0..ncols)
         .map(|i| {
-            let cells: Vec<String> = rows
-                .iter()
-                .map(|r| cell(r, i))
-                .filter(|c| !c.is_empty())
-                .collect();
+            let cells: Vec<String> = rows.iter().map(|r| cell(r, i)).filter(|c| !c.is_empty()).collect();
             !cells.is_empty() && cells.iter().all(|c| numeric(c))
         })
         .collect();
     let line = |cells: &[String]| -> String {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = " ".repeat(widths[i] - width(c));
-                if !right[i] {
-                    format!("{c}{pad}")
-                } else {
-                    format!("{pad}{c}")
-                }
-            })
-            .collect();
+        let pad = |i: usize, c: &String| {
+            let p = " ".repeat(widths[i] - width(c));
+            if right[i] { format!("{p}{c}") } else { format!("{c}{p}") }
+        };
+        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| pad(i, c)).collect();
         parts.join("  ").trim_end().to_string()
     };
     let mut plain = line(&header_row);

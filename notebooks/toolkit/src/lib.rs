@@ -13,7 +13,7 @@
 //! - [`sweep`](mod@sweep): [`Sweep`] measures speedup against thread count, with Amdahl's law.
 //! - [`timeline`]: [`Timeline`] records which thread did what, when; a Gantt chart.
 //! - [`machine`]: the machine and build a measurement ran on ([`Context`]), the CPUs this
-//!   process may use, caches, the threads of this process.
+//!   process may use, its caches, thread ids.
 //! - [`chart`] and [`display`](mod@display): SVG charts, tables, HTML in the notebook.
 //! - [`check`]: [`Meeting`], which an exercise's checking cell uses to see threads alive together.
 //!
@@ -36,39 +36,15 @@ pub use check::Meeting;
 pub use compare::{Compare, Comparison};
 pub use course::work::{self, split};
 pub use display::{clear_output, display, html, show_table, svg, table, DisplayHandle};
-pub use machine::{allowed_cpus, cores, os_tid, pin_to_cpu, show_context, tasks, Context};
+pub use machine::{allowed_cpus, cores, os_tid, pin_to_cpu, show_context, Context};
 pub use measure::{
-    children_cpu_time, cpu_time, fmt_duration, settle, thread_context_switches,
-    thread_cpu_time, Bench, Stats, Switches,
+    children_cpu_time, cpu_time, fmt_duration, thread_context_switches, thread_cpu_time, Bench, Stats, Switches,
 };
 pub use sweep::{amdahl, pool, with_pool, Sweep, SweepResult};
 pub use timeline::Timeline;
 
-/// Kept for older cells and the kernel's own tests: `procs::run_parallel` and `procs::worker_path`.
-/// The course writes its `std::process::Command` code in the cells instead.
+/// Kept for older cells and the kernel's own tests; the course writes its `Command` code in the cells.
 pub mod procs {
-    pub use crate::course::bins::worker_path;
+    pub use crate::course::bins::{run_parallel, worker_path};
     pub use crate::course::work::split;
-
-    /// Runs `tb-worker JOB lo hi` for every part at once, waits for all, returns their answers.
-    pub fn run_parallel(job: &str, parts: &[(u64, u64)]) -> Vec<u64> {
-        let children: Vec<_> = parts
-            .iter()
-            .map(|(a, b)| {
-                std::process::Command::new(worker_path())
-                    .args([job, &a.to_string(), &b.to_string()])
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .expect("start tb-worker")
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|c| {
-                let out = c.wait_with_output().expect("wait for tb-worker");
-                let text = String::from_utf8_lossy(&out.stdout);
-                text.trim().parse().unwrap_or_else(|_| panic!("tb-worker {job} printed {text:?}"))
-            })
-            .collect()
-    }
 }

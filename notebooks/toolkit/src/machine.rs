@@ -1,5 +1,5 @@
 //! The machine a measurement ran on: the CPUs this process may use (its affinity mask), the CPU
-//! model, caches, load, rustc and how the code was compiled; and the threads of this process.
+//! model, caches, load, rustc and how the code was compiled; thread ids.
 //! Every timing display ends with [`Context`]'s line, because a busy shared machine shows 1.0x
 //! where an idle one shows 1.9x.
 
@@ -60,15 +60,10 @@ impl Context {
             (n, online) if online > n => format!("{n} cores (of {online} online)"),
             (n, _) => format!("{n} cores"),
         };
-        let load = if self.load1.is_nan() {
-            "load ?".to_string()
-        } else {
-            format!("load {:.2} / {:.2}", self.load1, self.load5)
-        };
-        let load = match self.busy_now {
-            Some(b) => format!("{load} · {b:.1} CPUs busy now"),
-            None => load,
-        };
+        let mut load = if self.load1.is_nan() { "load ?".to_string() } else { format!("load {:.2} / {:.2}", self.load1, self.load5) };
+        if let Some(b) = self.busy_now {
+            load.push_str(&format!(" · {b:.1} CPUs busy now"));
+        }
         format!(
             "{cores} · {} · {load} · {} · {} · debug assertions {}",
             self.cpu_model,
@@ -109,10 +104,7 @@ impl Context {
 
     /// The context line (and warning, if busy) as plain text.
     pub fn text(&self) -> String {
-        match self.warning() {
-            Some(w) => format!("{}\n{w}", self.line()),
-            None => self.line(),
-        }
+        self.warning().map_or_else(|| self.line(), |w| format!("{}\n{w}", self.line()))
     }
 
     /// The context line (and warning, if busy) as a small grey HTML block.
@@ -133,13 +125,6 @@ impl Context {
     /// Shows the context line.
     pub fn show(&self) {
         display(&[("text/plain", self.text()), ("text/html", self.html())]);
-    }
-}
-
-/// The context line.
-impl std::fmt::Display for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.line())
     }
 }
 
@@ -181,23 +166,6 @@ pub fn os_tid() -> u64 {
     unsafe { libc::syscall(libc::SYS_gettid) as u64 }
 }
 
-/// Every thread of this process: (TID, name) from `/proc/self/task`, by TID.
-pub fn tasks() -> Vec<(u64, String)> {
-    let mut t: Vec<(u64, String)> = std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let tid = e.file_name().to_str()?.parse().ok()?;
-                    let name = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-                    Some((tid, name.trim().to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    t.sort();
-    t
-}
-
 /// One CPU cache, from `/sys/devices/system/cpu/cpuN/cache/index*`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cache {
@@ -214,22 +182,19 @@ pub struct Cache {
 pub fn caches(cpu: usize) -> Vec<Cache> {
     let dir = format!("/sys/devices/system/cpu/cpu{cpu}/cache");
     let read = |p: &std::path::Path, f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default().trim().to_string();
-    let mut v: Vec<Cache> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("index"))
-                .filter_map(|e| {
-                    let p = e.path();
-                    Some(Cache {
-                        level: read(&p, "level").parse().ok()?,
-                        kind: read(&p, "type"),
-                        bytes: parse_size(&read(&p, "size"))?,
-                        shared_by: read(&p, "shared_cpu_list"),
-                    })
-                })
-                .collect()
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    let mut v: Vec<Cache> = entries
+        .filter(|e| e.file_name().to_string_lossy().starts_with("index"))
+        .filter_map(|e| {
+            let p = e.path();
+            Some(Cache {
+                level: read(&p, "level").parse().ok()?,
+                kind: read(&p, "type"),
+                bytes: parse_size(&read(&p, "size"))?,
+                shared_by: read(&p, "shared_cpu_list"),
+            })
         })
-        .unwrap_or_default();
+        .collect();
     v.sort_by(|a, b| (a.level, &a.kind).cmp(&(b.level, &b.kind)));
     v
 }
@@ -277,11 +242,7 @@ fn cpu_ticks() -> Option<(u64, u64)> {
 
 fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal (guest time is already in user)
     let get = |i: usize| v.get(i).copied().unwrap_or(0);
     let idle = get(3) + get(4);
@@ -290,41 +251,23 @@ fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
 }
 
 fn load_average() -> Option<(f64, f64)> {
-    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
-    parse_loadavg(&s)
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
 }
 
 fn parse_loadavg(s: &str) -> Option<(f64, f64)> {
-    let mut it = s.split_whitespace();
-    let l1 = it.next()?.parse().ok()?;
-    let l5 = it.next()?.parse().ok()?;
-    Some((l1, l5))
+    let mut it = s.split_whitespace().map(|x| x.parse().ok());
+    Some((it.next()??, it.next()??))
 }
 
 fn cpu_model() -> String {
     static MODEL: OnceLock<String> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            std::fs::read_to_string("/proc/cpuinfo")
-                .ok()
-                .and_then(|s| parse_cpu_model(&s))
-                .unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))
-        })
-        .clone()
+    let read = || std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| parse_cpu_model(&s));
+    MODEL.get_or_init(|| read().unwrap_or_else(|| format!("{} CPU", std::env::consts::ARCH))).clone()
 }
 
 fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
-    let raw = cpuinfo
-        .lines()
-        .find(|l| {
-            l.starts_with("model name") || l.starts_with("Model") || l.starts_with("Hardware")
-        })?
-        .split_once(':')?
-        .1;
-    let cleaned = raw
-        .replace("(R)", "")
-        .replace("(TM)", "")
-        .replace(" CPU ", " ");
+    let line = cpuinfo.lines().find(|l| ["model name", "Model", "Hardware"].iter().any(|k| l.starts_with(k)))?;
+    let cleaned = line.split_once(':')?.1.replace("(R)", "").replace("(TM)", "").replace(" CPU ", " ");
     let words: Vec<&str> = cleaned.split_whitespace().collect();
     (!words.is_empty()).then(|| words.join(" "))
 }
@@ -334,16 +277,11 @@ fn rustc_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
     VERSION.get_or_init(|| {
         let built_with = env!("TB_RUSTC_VERSION");
+        let on_path = || std::process::Command::new("rustc").arg("--version").output().ok().filter(|o| o.status.success());
         let full = if !built_with.is_empty() {
             built_with.to_string()
         } else {
-            std::process::Command::new("rustc")
-                .arg("--version")
-                .output()
-                .ok()
-                .filter(|o| o.status.success())
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_default()
+            on_path().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
         };
         short_rustc(&full)
     })
@@ -457,8 +395,7 @@ mod tests {
         assert_eq!(parse_size("32M"), Some(32 << 20));
         let cpus = allowed_cpus();
         assert_eq!(cpus.len(), cores());
-        let me = os_tid();
-        assert!(tasks().iter().any(|(t, _)| *t == me));
+        assert!(os_tid() > 0);
         let pinned = std::thread::spawn(move || (pin_to_cpu(cpus[0]), allowed_cpus(), cores())).join().unwrap();
         assert_eq!(pinned, (true, vec![allowed_cpus()[0]], 1));
         assert!(profile().starts_with("opt-level "));

@@ -7,8 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::display::{display, escape_html, table};
-use crate::machine::Context;
 
 fn rusage(who: libc::c_int) -> libc::rusage {
     // SAFETY: getrusage fills the zeroed struct we pass; it fails only for an invalid `who`.
@@ -80,7 +78,7 @@ pub fn thread_context_switches() -> Switches {
 
 /// Waits (at most 200 ms) until this process stops using CPU — rayon's workers spin for a while
 /// after a job — so the next measurement does not count them. Returns how long it waited.
-pub fn settle() -> Duration {
+pub(crate) fn settle() -> Duration {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_millis(200) {
         let c0 = cpu_time();
@@ -98,12 +96,10 @@ pub struct Stats {
     pub label: String,
     pub median: Duration,
     pub min: Duration,
-    pub(crate) max: Duration,
     /// Median CPU time of a sample (zero if not measured).
     pub cpu: Duration,
     /// Threads the code was declared to use (1 for a `single` variant), if known.
     pub threads: Option<usize>,
-    pub(crate) samples: Vec<Duration>,
 }
 
 /// Median of durations (mean of the two middle ones for an even count); zero if empty.
@@ -124,10 +120,8 @@ impl Stats {
             label: label.into(),
             median: median(&samples),
             min: samples.iter().min().copied().unwrap_or_default(),
-            max: samples.iter().max().copied().unwrap_or_default(),
             cpu: median(&cpu_samples),
             threads: None,
-            samples,
         }
     }
 
@@ -152,24 +146,6 @@ impl Stats {
                 if self.threads.is_some_and(|t| t <= cores) { "thread(s)" } else { "cores" }
             )
         })
-    }
-
-    /// Shows a one-row table with the context line.
-    pub fn show(&self) {
-        let row = vec![
-            self.label.clone(),
-            fmt_duration(self.median),
-            fmt_duration(self.min),
-            fmt_duration(self.max),
-            self.samples.len().to_string(),
-            fmt_percent(self.cpu_ratio()),
-        ];
-        let (h, t) = table(&["label", "median", "min", "max", "samples", "CPU/wall"], &[row]);
-        let ctx = Context::now();
-        display(&[
-            ("text/plain", format!("{t}\n{}", ctx.text())),
-            ("text/html", format!("<div><b>{}</b>{h}{}</div>", escape_html(&self.label), ctx.html())),
-        ]);
     }
 }
 
@@ -269,7 +245,7 @@ mod tests {
     #[test]
     fn stats_summarise() {
         let s = Stats::new("x", ms(&[5, 1, 9, 3, 7]), ms(&[10, 2, 18, 6, 14]));
-        assert_eq!((s.min, s.median, s.max), (ms(&[1])[0], ms(&[5])[0], ms(&[9])[0]));
+        assert_eq!((s.min, s.median), (ms(&[1])[0], ms(&[5])[0]));
         assert!((s.cpu_ratio() - 2.0).abs() < 1e-9);
         assert_eq!(Stats::new("e", ms(&[10, 2, 4, 100]), vec![]).median, Duration::from_millis(7));
         assert_eq!(Stats::new("none", vec![], vec![]).cpu_ratio(), 0.0);

@@ -23,18 +23,9 @@ pub fn pool(n: usize) -> Arc<ThreadPool> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<ThreadPool>>>> = OnceLock::new();
     let n = n.max(1);
     let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    pools
-        .entry(n)
-        .or_insert_with(|| {
-            Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(move |i| format!("pool{n}-{i}"))
-                    .build()
-                    .unwrap_or_else(|e| panic!("could not start a pool of {n} threads: {e}")),
-            )
-        })
-        .clone()
+    let build = || rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(move |i| format!("pool{n}-{i}")).build();
+    let start = || Arc::new(build().unwrap_or_else(|e| panic!("could not start a pool of {n} threads: {e}")));
+    pools.entry(n).or_insert_with(start).clone()
 }
 
 /// Runs `f` in a rayon pool of `n` threads: `par_iter` inside `f` uses those threads.
@@ -183,7 +174,7 @@ impl SweepResult {
     }
 
     /// The chart (SVG): measured speedup, ideal line, Amdahl's curve if a serial fraction is set.
-    pub fn chart(&self) -> String {
+    fn chart(&self) -> String {
         speedup_chart(&self.title, &self.speedups(), self.serial_fraction, self.context.cores)
     }
 
@@ -194,18 +185,14 @@ impl SweepResult {
         if self.serial_fraction.is_some() {
             headers.push("Amdahl");
         }
-        headers.extend(["CPU/wall"]);
+        headers.push("CPU/wall");
         let rows: Vec<Vec<String>> = self
             .points
             .iter()
             .map(|p| {
-                let mut row = vec![
-                    p.threads.to_string(),
-                    fmt_duration(p.stats.median),
-                    fmt_duration(p.stats.min),
-                    format!("{:.2}x", self.speedup(p.threads)),
-                    format!("{:.2}x", p.threads as f64 / base),
-                ];
+                let (median, min) = (fmt_duration(p.stats.median), fmt_duration(p.stats.min));
+                let (speedup, ideal) = (format!("{:.2}x", self.speedup(p.threads)), format!("{:.2}x", p.threads as f64 / base));
+                let mut row = vec![p.threads.to_string(), median, min, speedup, ideal];
                 if let Some(f) = self.serial_fraction {
                     row.push(format!("{:.2}x", amdahl(1.0 - f, p.threads as f64) / amdahl(1.0 - f, base)));
                 }

@@ -96,64 +96,25 @@ fn current_lane() -> String {
 impl Timeline {
     /// An empty timeline; its time zero is now.
     pub fn new() -> Timeline {
-        Timeline {
-            inner: Arc::new(Inner {
-                origin: Instant::now(),
-                spans: Mutex::new(Vec::new()),
-            }),
-        }
+        Timeline { inner: Arc::new(Inner { origin: Instant::now(), spans: Mutex::new(Vec::new()) }) }
     }
-
 
     /// Starts a span on the calling thread's lane (its name, or `thread N`).
     pub fn start(&self, label: impl Into<String>) -> Span {
-        self.start_in(current_lane(), label)
-    }
-
-    /// Starts a span on a named lane (e.g. `worker 3` or `child 2`).
-    pub fn start_in(&self, lane: impl Into<String>, label: impl Into<String>) -> Span {
-        Span {
-            timeline: self.clone(),
-            lane: lane.into(),
-            label: label.into(),
-            start: Instant::now(),
-            done: false,
-        }
+        Span { timeline: self.clone(), lane: current_lane(), label: label.into(), start: Instant::now(), done: false }
     }
 
     /// Records a finished span measured elsewhere. Instants before the timeline's creation
     /// count as its start.
-    pub fn record(
-        &self,
-        lane: impl Into<String>,
-        label: impl Into<String>,
-        start: Instant,
-        end: Instant,
-    ) {
-        let origin = self.inner.origin;
-        let span = SpanRecord {
-            lane: lane.into(),
-            label: label.into(),
-            start: start.saturating_duration_since(origin),
-            end: end
-                .saturating_duration_since(origin)
-                .max(start.saturating_duration_since(origin)),
-        };
-        self.inner
-            .spans
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(span);
+    pub fn record(&self, lane: impl Into<String>, label: impl Into<String>, start: Instant, end: Instant) {
+        let since = |t: Instant| t.saturating_duration_since(self.inner.origin);
+        let span = SpanRecord { lane: lane.into(), label: label.into(), start: since(start), end: since(end).max(since(start)) };
+        self.inner.spans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(span);
     }
 
     /// All spans recorded so far, by start time.
     pub(crate) fn spans(&self) -> Vec<SpanRecord> {
-        let mut v = self
-            .inner
-            .spans
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let mut v = self.inner.spans.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         v.sort_by(|a, b| a.start.cmp(&b.start).then(a.end.cmp(&b.end)));
         v
     }
@@ -196,13 +157,7 @@ impl Timeline {
                 let first = mine.iter().map(|s| s.start).min().unwrap_or_default();
                 let last = mine.iter().map(|s| s.end).max().unwrap_or_default();
                 let busy: Duration = mine.iter().map(|s| s.duration()).sum();
-                vec![
-                    lane.clone(),
-                    mine.len().to_string(),
-                    fmt_ms(first),
-                    fmt_ms(last),
-                    fmt_duration(busy),
-                ]
+                vec![lane.clone(), mine.len().to_string(), fmt_ms(first), fmt_ms(last), fmt_duration(busy)]
             })
             .collect();
         table(&["lane", "spans", "first start", "last end", "busy"], &rows)
@@ -210,11 +165,8 @@ impl Timeline {
 
     /// The display bundle: chart and lane table (HTML); lane table (text).
     fn render(&self, title: &str) -> Vec<(&'static str, String)> {
-        let spans = self.spans().len();
-        let lanes = self.lanes().len();
         let ctx = Context::now();
-        let summary =
-            format!("{spans} spans on {lanes} lanes; times in ms since the timeline was created.");
+        let summary = format!("{} spans on {} lanes; times in ms since the timeline was created.", self.spans().len(), self.lanes().len());
         let (lane_html, lane_text) = self.lane_table();
         let text = format!("{title}\n{summary}\n{lane_text}\n{}", ctx.text());
         let html = format!(
@@ -280,9 +232,8 @@ mod tests {
                     .expect("spawn");
             }
         });
-        tl.start_in("main lane", "explicit").end();
         let spans = tl.spans();
-        assert_eq!(spans.len(), 4);
+        assert_eq!(spans.len(), 3);
         for i in 0..3 {
             let s = spans
                 .iter()
@@ -291,9 +242,6 @@ mod tests {
             assert_eq!(s.lane, format!("worker {i}"));
             assert!(s.duration() >= Duration::from_millis(2));
         }
-        assert!(spans
-            .iter()
-            .any(|s| s.lane == "main lane" && s.label == "explicit"));
     }
 
     #[test]

@@ -33,6 +33,29 @@ pub fn cluster_path() -> PathBuf {
     bin_path("tb-cluster")
 }
 
+/// Runs `tb-worker JOB lo hi` for every part at once, waits for all, returns their answers
+/// (for older cells and the kernel's tests: the course writes this code in its cells).
+pub fn run_parallel(job: &str, parts: &[(u64, u64)]) -> Vec<u64> {
+    let children: Vec<_> = parts
+        .iter()
+        .map(|(a, b)| {
+            Command::new(worker_path())
+                .args([job, &a.to_string(), &b.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start tb-worker")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("wait for tb-worker");
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.trim().parse().unwrap_or_else(|_| panic!("tb-worker {job} printed {text:?}"))
+        })
+        .collect()
+}
+
 /// The source file of a helper program, to read next to what it does.
 pub fn source_path(name: &str) -> PathBuf {
     let toolkit = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
