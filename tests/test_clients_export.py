@@ -79,8 +79,6 @@ def test_jupyter_run_from_stdin(folder):
     assert proc.stdout.rstrip().endswith("10"), proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="jupyter run passes the file names on to the kernel's command line "
-                   "(extra_arguments) and `threadbook kernel` refuses them: 'unexpected argument'")
 def test_jupyter_run_a_rs_file(folder):
     src = folder / "sum.rs"
     src.write_text(RS_FILE)

@@ -29,6 +29,10 @@ enum Command {
         /// Run a scripted stand-in engine instead of Rust (for protocol tests).
         #[arg(long, hide = true)]
         mock: bool,
+        /// Arguments some frontends append (`jupyter run FILE` passes its
+        /// files along); ignored, as ipykernel does.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        extra: Vec<String>,
     },
 }
 
@@ -86,7 +90,12 @@ fn main() {
             Some(d) => println!("Removed kernelspec {} from {}", install::KERNEL_NAME, d.display()),
             None => println!("No kernelspec {} to remove there", install::KERNEL_NAME),
         }),
-        Command::Kernel { connection_file, mock } => run_kernel(connection_file, mock),
+        Command::Kernel { connection_file, mock, extra } => {
+            if !extra.is_empty() {
+                eprintln!("threadbook: ignoring extra arguments {extra:?}");
+            }
+            run_kernel(connection_file, mock)
+        }
     };
     if let Err(e) = result {
         eprintln!("threadbook: {e:#}");

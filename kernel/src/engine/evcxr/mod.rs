@@ -387,6 +387,15 @@ impl EvcxrEngine {
 impl Engine for EvcxrEngine {
     fn execute(&mut self, cell: &Cell, stdin: &mut dyn StdinPort) -> Executed {
         let cmds = commands(&cell.code);
+        if matches!(cell.code.trim(), "exit" | "quit" | "exit()" | "quit()") {
+            return Executed {
+                outcome: Outcome::Error(report::simple(
+                    "NotInJupyter",
+                    "a cell cannot end the session: in jupyter console press Ctrl-D; in JupyterLab use Kernel → Shut Down",
+                )),
+                metadata: json!({}),
+            };
+        }
         if cmds.quit {
             return Executed {
                 outcome: Outcome::Error(report::simple(
