@@ -230,6 +230,28 @@ def test_fork_isolation_and_deadlock(exports):
     assert re.search(r"involuntary switches: \d+ with 2 threads, \d+ with 64", text)
 
 
+def test_lost_process_prose_matches_the_kernel():
+    """04's hand-interrupted deadlock and 08's finale say what the kernel does: restore by re-running, // no-replay, :replay off."""
+    for name in ["04-concurrency", "08-processes-vs-threads"]:
+        md = source(stored(name), "markdown")
+        for words in ["restores", "// no-replay", ":replay off"]:
+            assert words in md, f"{name}: {words!r}"
+        assert "variables may be lost" not in md and "lists the variables that were lost" not in md
+
+
+def test_finale_reports_the_restore(exports):
+    finale = executed(exports, "08-processes-vs-threads").cells[-1]
+    text = outputs_text(finale)
+    errors = [o for o in finale.outputs if o.output_type == "error"]
+    assert errors and errors[0].ename == "EvaluationProcessDied" and "SIGABRT" in text
+    assert re.search(r"variables restored: |no variables to restore", text), text
+
+
+def test_hard_stop_in_plain_sight():
+    code = source(stored("08-processes-vs-threads"), "code")
+    assert "try_wait()" in code and "child.kill()" in code and "ExitStatusExt" in code
+
+
 def test_cluster_engine_runs_as_processes(exports):
     nb = executed(exports, "03-clusters")
     text = all_text(nb)
@@ -247,7 +269,7 @@ def test_cluster_engine_runs_as_processes(exports):
 
 def test_recall_grades_answers(exports):
     text = all_text(executed(exports, "09-recall"))
-    assert re.search(r"written answers: \d+ of \d+ ideas · verdicts: \d of 9 · predictions: \d+ of 7", text)
+    assert re.search(r"written answers: \d+ of \d+ ideas · verdicts: \d of \d · predictions: \d+ of 7", text)
     assert "What is parallelism?" in text and "What is the difference between a thread and a process?" in text
     assert re.search(r"00 speedup of one thread per core", text), "earlier notebooks' predictions come back from the journal"
 
@@ -311,6 +333,33 @@ def test_student_edition_gives_nothing_away(exports, name):
 # ---- checks that test the concurrency ----------------------------------------------------
 
 SEQUENTIAL = {
+    "01-why-concurrency": """fn serve_squares(clients: u64, square: &(dyn Fn(u64) -> u64 + Sync)) -> u64 {
+    // the clients at once, but the server answers one connection after another
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::scope(|s| {
+        let answers: Vec<_> = (0..clients).map(|x| s.spawn(move || {
+            let stream = TcpStream::connect(addr).unwrap();
+            let mut w = &stream;
+            writeln!(w, "{x}").unwrap();
+            let mut reply = String::new();
+            BufReader::new(&stream).read_line(&mut reply).unwrap();
+            reply.trim().parse::<u64>().unwrap()
+        })).collect();
+        for _ in 0..clients {
+            let (stream, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            let mut w = &stream;
+            writeln!(w, "{}", square(line.trim().parse().unwrap())).unwrap();
+        }
+        answers.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}""",
+    "04-concurrency": """fn count_locally(threads: usize, per_thread: u64, started: &(dyn Fn() + Sync)) -> u64 {
+    // one thread after another: never all counting at once
+    (0..threads).map(|_| std::thread::scope(|s| s.spawn(|| { started(); per_thread }).join().unwrap())).sum()
+}""",
     "00-start-here": """fn in_parallel(parts: &[(u64, u64)], f: &(dyn Fn(u64, u64) -> u64 + Sync)) -> u64 {
     // one thread at a time: started, joined, then the next
     parts.iter().fold(0u64, |acc, &(lo, hi)| acc.wrapping_add(std::thread::scope(|s| s.spawn(move || f(lo, hi)).join().unwrap())))

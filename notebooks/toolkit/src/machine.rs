@@ -79,27 +79,32 @@ impl Context {
         self.load1 >= self.cores as f64
     }
 
-    /// A plain warning sentence when the machine is busy. If the load average is high but the
-    /// CPUs are idle right now, the sentence says the load is probably this notebook's own
-    /// earlier measurements instead.
+    /// A plain warning sentence when the machine is busy: a load average of at least the number
+    /// of cores, or — whatever the load average says — other work keeping CPUs busy right now (at
+    /// least ¾ of a CPU, and a quarter of those online). If the load average is high but the CPUs
+    /// are idle right now, the sentence says the load is probably this notebook's own earlier
+    /// measurements instead.
     fn warning(&self) -> Option<String> {
-        if !self.busy() {
-            return None;
-        }
         let (load, cores) = (self.load1, self.cores);
         let s = if cores == 1 { "" } else { "s" };
-        Some(match self.busy_now {
-            Some(now) if now < 0.5 => format!(
+        match self.busy_now {
+            Some(now) if self.busy() && now < 0.5 => Some(format!(
                 "Note: the load average is high ({load:.2} on {cores} core{s}) but only {now:.1} \
                  CPUs were busy just before measuring: the load probably comes from this \
                  notebook's own earlier measurements, which have finished."
-            ),
-            _ => format!(
+            )),
+            _ if self.busy() => Some(format!(
                 "Warning: the machine is busy (load {load:.2} on {cores} core{s}): other programs \
                  compete for the CPU, so these timings are slower and speedups smaller than on an \
                  idle machine. Run the cell again when the load has dropped."
-            ),
-        })
+            )),
+            Some(now) if now >= 0.75 && now >= 0.25 * self.online_cpus as f64 => Some(format!(
+                "Warning: other work kept {now:.1} CPUs busy just before measuring (this process may use \
+                 {cores}): these timings are slower and speedups smaller than on an idle machine. Run the \
+                 cell again when they are free."
+            )),
+            _ => None,
+        }
     }
 
     /// The context line (and warning, if busy) as plain text.
@@ -383,6 +388,9 @@ mod tests {
             .warning()
             .unwrap()
             .starts_with("Warning: the machine is busy"));
+        let one_taken = Context { busy_now: Some(1.0), ..sample(1.2) };
+        assert!(one_taken.warning().unwrap().starts_with("Warning: other work kept 1.0 CPUs busy"), "low load, a CPU taken now");
+        assert!(Context { busy_now: Some(0.3), ..sample(1.2) }.warning().is_none());
         assert_eq!(
             parse_cpu_ticks("cpu  10 1 5 100 4 1 1 0 0 0\ncpu0 1 2 3\n"),
             Some((18, 122))
