@@ -105,6 +105,70 @@ def rtt(kc, channel, make, n=50):
     return median(times)
 
 
+FIRST_LET = "let v: Vec<u64> = (0..1000).collect();"
+FIRST_UNTYPED_LET = "let w = vec![1u64; 1000];"
+COMPLETE = "std::mem::repla"
+
+
+def timed_completion(kc):
+    """Seconds to the reply of a completion of `std::mem::repla`, and its matches."""
+    t0 = time.perf_counter()
+    msg_id = kc.complete(COMPLETE, len(COMPLETE))
+    while True:
+        reply = kc.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return time.perf_counter() - t0, reply["content"].get("matches", [])
+
+
+def fresh_session_figures(kernel, runs):
+    """Per new session: its first `let` cell (the type written out, as a learner
+    often does), an untyped one next, a completion 2 s later, and the resident
+    memory of the kernel's processes 15 s after the cell and after the completion."""
+    lets, untyped, completions, answered, rss_cell, rss_complete = [], [], [], [], [], []
+    for _ in range(runs):
+        km, kc = start_new_kernel(kernel_name=kernel, startup_timeout=120)
+        try:
+            lets.append(run_cell(kc, FIRST_LET)[0])
+            untyped.append(run_cell(kc, FIRST_UNTYPED_LET)[0])
+            time.sleep(15)
+            rss_cell.append(tree_rss_mib(km.provisioner.process.pid))
+            t, matches = timed_completion(kc)
+            completions.append(t)
+            answered.append("replace" in matches)
+            time.sleep(15)
+            rss_complete.append(tree_rss_mib(km.provisioner.process.pid))
+        finally:
+            km.shutdown_kernel(now=True)
+    return {
+        "a new session's first `let` (typed) (s)": median(lets),
+        "  … then an untyped `let` (s)": median(untyped),
+        "completion 15 s after those cells (s)": median(completions),
+        "  … completions that named `replace`": f"{sum(answered)}/{len(answered)}",
+        "resident MiB, 15 s after the cells": median(rss_cell),
+        "resident MiB, 15 s after a completion": median(rss_complete),
+    }
+
+
+def first_completion(kernel, runs):
+    """A completion 2 s after a new session's first cell (rust-analyzer still
+    busy with std): its time, and whether it named `replace`."""
+    times, named = [], 0
+    for _ in range(runs):
+        km, kc = start_new_kernel(kernel_name=kernel, startup_timeout=120)
+        try:
+            run_cell(kc, "1 + 1")
+            time.sleep(2)
+            t, matches = timed_completion(kc)
+            times.append(t)
+            named += "replace" in matches
+        finally:
+            km.shutdown_kernel(now=True)
+    return {
+        "completion 2 s after a new session's first cell (s)": median(times),
+        "  … of which named `replace`": f"{named}/{runs}",
+    }
+
+
 def measure(kernel, runs):
     """Every figure for one kernel; a figure the kernel cannot produce is
     recorded with the reason instead of stopping the run."""
@@ -150,6 +214,11 @@ def measure(kernel, runs):
             lambda: median([uncached_launch() for _ in range(runs)]),
         )
     res["first `:dep rayon` + `par_iter` cell (s)"] = median(dep_cells)
+    for part in (fresh_session_figures, first_completion):
+        try:
+            res.update(part(kernel, runs))
+        except Exception as e:  # report, don't stop
+            res[part.__name__] = f"failed: {str(e)[:40]}"
     figure("trivial cell, warm (s)", lambda: median([run_cell(kc, "1 + 1")[0] for _ in range(10)]))
     figure("kernel_info round trip (ms)", lambda: 1000 * rtt(kc, "get_shell_msg", kc.kernel_info))
     figure(
@@ -181,7 +250,7 @@ def measure(kernel, runs):
 
     figure("100,000-line cell to idle (s)", flood_seconds)
     res["100,000-line cell: stream messages"] = flood.get("messages", "failed")
-    figure("resident memory after one cell (MiB)", lambda: tree_rss_mib(km.provisioner.process.pid))
+    figure("resident MiB at the end (after all the above)", lambda: tree_rss_mib(km.provisioner.process.pid))
     km.shutdown_kernel(now=True)
     print(f"{kernel}: done", flush=True)
     return res

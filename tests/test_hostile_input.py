@@ -136,6 +136,30 @@ def test_huge_frame_and_unsigned_flood_cost_no_memory(mock_kernel):
     assert grew["VmHWM"] < 50, f"peak resident memory grew {grew['VmHWM']:.1f} MiB"
 
 
+def test_a_message_of_many_large_frames_costs_no_memory(mock_kernel):
+    """The size limit counts a multipart message as a whole: 40 frames of
+    8 MiB, each under it, are refused before they are all buffered."""
+    km, kc = mock_kernel
+    pid = kernel_pid(km)
+    assert execute(kc, "print warm", timeout=T).status == "ok"
+    before = memory_kib(pid)
+    part = mmap.mmap(-1, 8 * MiB)
+    sock = connect(km, "shell")
+    monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    try:
+        sock.send_multipart([memoryview(part)] * 40, copy=False)
+        assert wait_disconnected(monitor, 30), "the kernel took a 320 MiB message"
+    finally:
+        sock.disable_monitor()
+        monitor.close()
+        sock.close()
+    after = memory_kib(pid)
+    grew = {k: (after[k] - before[k]) / 1024 for k in before}
+    print(f"\nkernel memory (KiB) before {before}, after 40 x 8 MiB frames {after}")
+    assert grew["VmHWM"] < 50, f"peak resident memory grew {grew['VmHWM']:.1f} MiB"
+    assert execute(kc, "result alive", timeout=T).result_text() == "alive"
+
+
 def test_heartbeat_refuses_a_large_ping(mock_kernel):
     km, kc = mock_kernel
     sock = connect(km, "hb", zmq.REQ)

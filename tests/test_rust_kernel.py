@@ -562,3 +562,15 @@ def test_restart_gives_a_new_session(fresh_rust_kernel):
 def _shell_header(kc) -> str:
     rep = wait_reply(kc, kc.kernel_info(), 30)
     return rep["header"]["session"]
+
+
+def test_variables_whose_types_are_not_in_scope_are_kept(fresh_rust_kernel):
+    """A new session: rust-analyzer is not ready, so the compiler names the
+    types; a type it names that the cell cannot write (not imported) falls
+    back to rust-analyzer, and every variable is kept."""
+    km, kc = fresh_rust_kernel
+    run_ok(kc, 'fn f() -> u64 { 1 }\nlet mut seen = std::collections::BTreeSet::new();\nseen.insert(f());')
+    run_ok(kc, "let (tx, rx) = std::sync::mpsc::channel::<u32>();\nlet words = vec![\"a\"];\nlet n = 3;")
+    run_ok(kc, "tx.send(7).unwrap();")
+    res = run_ok(kc, 'println!("{} {} {:?} {}", seen.len(), rx.recv().unwrap(), words, n);')
+    assert res.stream() == '1 7 ["a"] 3\n', res.describe()

@@ -30,12 +30,13 @@ use std::time::Duration;
 
 const REPLY_ENDPOINT: &str = "inproc://threadbook-shell-replies";
 
-/// Largest frame a client may send on shell, control and stdin. Requests
-/// are code cells, completions and input lines (kilobytes); comm messages
-/// from widgets can carry file uploads or array buffers of some MiB. 64 MiB
-/// is far above all of those and bounds what an unauthenticated peer can
-/// make the kernel hold per frame.
-pub const MAX_REQUEST_BYTES: i64 = 64 << 20;
+/// Largest message a client may send on shell, control and stdin — all its
+/// frames together (the vendored libzmq counts a multipart message as a
+/// whole). Requests are code cells, completions and input lines
+/// (kilobytes); threadbook opens no comms, so no widget uploads arrive.
+/// 16 MiB is far above a real cell and bounds what an unauthenticated peer
+/// can make the kernel hold.
+pub const MAX_REQUEST_BYTES: i64 = 16 << 20;
 /// The heartbeat echoes what it gets; jupyter_client sends `b"ping"`.
 pub const MAX_HEARTBEAT_BYTES: i64 = 1024;
 /// What arrives on iopub: subscriptions (a topic prefix; clients send `""`).

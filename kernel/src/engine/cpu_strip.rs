@@ -17,23 +17,22 @@ pub struct Snapshot {
     pub cores: Vec<(u64, u64)>,
 }
 
-/// Parses the `cpuN` lines of /proc/stat into (busy, total) per core.
-pub fn parse_proc_stat(text: &str) -> Vec<(u64, u64)> {
-    text.lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(|b| b.is_ascii_digit()))
-        .map(|l| {
-            let v: Vec<u64> = l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-            let total: u64 = v.iter().take(8).sum();
-            // idle + iowait are not busy
-            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-            (total.saturating_sub(idle), total)
+/// Busy and total ticks of each core, from /proc/stat (procfs).
+pub fn per_core(stats: &procfs::KernelStats) -> Vec<(u64, u64)> {
+    stats
+        .cpu_time
+        .iter()
+        .map(|c| {
+            let busy = c.user + c.nice + c.system + c.irq.unwrap_or(0) + c.softirq.unwrap_or(0) + c.steal.unwrap_or(0);
+            (busy, busy + c.idle + c.iowait.unwrap_or(0))
         })
         .collect()
 }
 
 fn snapshot() -> Option<Snapshot> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    Some(Snapshot { at: Instant::now(), cores: parse_proc_stat(&text) })
+    use procfs::CurrentSI;
+    let stats = procfs::KernelStats::current().ok()?;
+    Some(Snapshot { at: Instant::now(), cores: per_core(&stats) })
 }
 
 /// Samples in the background until stopped.
@@ -148,11 +147,15 @@ pub fn render_svg(samples: &[Snapshot]) -> Option<String> {
 mod tests {
     use super::*;
 
-    const STAT: &str = "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 0 5 40 0 0 0 0 0 0\nintr 1 2 3\n";
+    const STAT: &str = "cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 0 5 40 0 0 0 0 0 0\n\
+                        intr 1 2 3\nctxt 9\nbtime 1\nprocesses 3\n";
 
     #[test]
-    fn parses_per_core_lines_only() {
-        assert_eq!(parse_proc_stat(STAT), vec![(10, 50), (10, 50)]);
+    fn busy_and_total_ticks_per_core() {
+        use procfs::FromBufReadSI;
+        let si = procfs::ExplicitSystemInfo { boot_time_secs: 1, ticks_per_second: 100, page_size: 4096, is_little_endian: true };
+        let stats = procfs::KernelStats::from_buf_read(STAT.as_bytes(), &si).unwrap();
+        assert_eq!(per_core(&stats), vec![(10, 50), (10, 50)]);
     }
 
     #[test]

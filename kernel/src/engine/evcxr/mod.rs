@@ -34,6 +34,23 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// rust-analyzer's policy: by default it analyses on first use (a completion,
+/// an inspection, a variable type the compiler cannot name) and lets go of
+/// its analysis — a few hundred MB — after 10 s without use.
+/// `THREADBOOK_ANALYZER=eager` analyses ahead (at start and after each
+/// `:dep`) and keeps it; `THREADBOOK_ANALYZER_IDLE_SECS=N` sets the idle time.
+fn analyzer_policy() -> evcxr::AnalyzerPolicy {
+    let eager = std::env::var("THREADBOOK_ANALYZER").is_ok_and(|v| v == "eager");
+    let idle = std::env::var("THREADBOOK_ANALYZER_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(10);
+    evcxr::AnalyzerPolicy {
+        warm_ahead: eager,
+        retire_after: (!eager).then(|| Duration::from_secs(idle)),
+    }
+}
+
 /// How long a completion may wait for rust-analyzer before it is answered
 /// from the session's own names (consoles give up after a few seconds).
 const COMPLETION_DEADLINE: Duration = Duration::from_millis(800);
@@ -214,7 +231,7 @@ impl EvcxrEngine {
         let started = Instant::now();
         // evcxr's own output channels stay silent: the capture reads the
         // evaluation process, and build progress has its handler.
-        let (ctx, _outputs) = CommandContext::with_child_output(Arc::new(capture.clone()))
+        let (ctx, _outputs) = CommandContext::with_child_output(Arc::new(capture.clone()), analyzer_policy())
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("the evcxr engine could not start (is cargo on PATH?)")?;
         log::info!("engine ready in {:.2} s", started.elapsed().as_secs_f64());

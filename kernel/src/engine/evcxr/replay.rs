@@ -444,7 +444,7 @@ fn plain_type(ty: &str) -> bool {
         "result", "RandomState", "static",
     ];
     ty.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
+        .filter(|w| !w.is_empty() && !w.starts_with(|c: char| c.is_ascii_digit()))
         .all(|w| PLAIN.contains(&w))
 }
 
@@ -605,6 +605,7 @@ mod tests {
         assert!(plain_type("Vec<u64>"));
         assert!(plain_type("std::collections::HashMap<String, Vec<(u32, f64)>>"));
         assert!(plain_type("Arc<[u8]>"));
+        assert!(plain_type("[bool; 4]") && plain_type("[[f64; 3]; 1_000]"));
         assert!(!plain_type("Arc<Mutex<u64>>"));
         assert!(!plain_type("std::sync::atomic::AtomicUsize"));
         assert!(!plain_type("Point"));

@@ -49,8 +49,9 @@ impl CommandContext {
     /// Like [`CommandContext::new`], with the evaluation process's output read by `output`.
     pub fn with_child_output(
         output: Arc<dyn crate::ChildOutput>,
+        policy: crate::AnalyzerPolicy,
     ) -> Result<(CommandContext, EvalContextOutputs), Error> {
-        let (eval_context, eval_context_outputs) = EvalContext::with_child_output(output)?;
+        let (eval_context, eval_context_outputs) = EvalContext::with_child_output(output, policy)?;
         Ok((CommandContext::with_eval_context(eval_context), eval_context_outputs))
     }
 

@@ -25,6 +25,7 @@ use crate::module::SoFile;
 use crate::runtime;
 use crate::rust_analyzer::Completions;
 use crate::rust_analyzer::Analyzer;
+pub use crate::rust_analyzer::AnalyzerPolicy;
 use crate::rust_analyzer::RustAnalyzer;
 use crate::rust_analyzer::TypeName;
 use crate::rust_analyzer::VariableInfo;
@@ -39,6 +40,7 @@ use ra_ap_syntax::SyntaxNode;
 use ra_ap_syntax::ast;
 use regex::Regex;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -441,21 +443,24 @@ impl EvalContext {
     pub fn with_subprocess_command(
         subprocess_command: std::process::Command,
     ) -> Result<(EvalContext, EvalContextOutputs), Error> {
-        Self::with_subprocess_command_and_output(subprocess_command, None)
+        Self::with_subprocess_command_and_output(subprocess_command, None, AnalyzerPolicy::default())
     }
 
-    /// Like [`EvalContext::new`], with the evaluation process's output read by `output`.
+    /// Like [`EvalContext::new`], with the evaluation process's output read by `output` and
+    /// rust-analyzer working by `policy`.
     pub fn with_child_output(
         output: Arc<dyn ChildOutput>,
+        policy: AnalyzerPolicy,
     ) -> Result<(EvalContext, EvalContextOutputs), Error> {
         fix_path();
         let current_exe = std::env::current_exe()?;
-        Self::with_subprocess_command_and_output(std::process::Command::new(current_exe), Some(output))
+        Self::with_subprocess_command_and_output(std::process::Command::new(current_exe), Some(output), policy)
     }
 
     fn with_subprocess_command_and_output(
         mut subprocess_command: std::process::Command,
         output: Option<Arc<dyn ChildOutput>>,
+        policy: AnalyzerPolicy,
     ) -> Result<(EvalContext, EvalContextOutputs), Error> {
         let parsed_config = toml_parse::ConfigToml::find_then_parse()?;
         let tmpdir_var = parsed_config.get_tmp_dir()?;
@@ -478,7 +483,11 @@ impl EvalContext {
             module,
             child_process,
             stdout_sender,
-            analyzer: Analyzer::new(analyzer),
+            analyzer: {
+                let mut analyzer = Analyzer::new(analyzer);
+                analyzer.set_policy(policy);
+                analyzer
+            },
             pause_warm_up_to_run: false,
             initial_config,
         };
@@ -674,6 +683,7 @@ impl EvalContext {
         let text_range = TextRange::new(wrapped_offset.into(), wrapped_offset.into());
         let hover_text = analyzer.hover(text_range, false)?;
         let hover_markdown = analyzer.hover(text_range, true)?;
+        self.analyzer.used();
         match (hover_text, hover_markdown) {
             (Some(data_text), Some(data_markdown)) => Ok((
                 data_text.info.markup.into(),
@@ -1109,6 +1119,7 @@ impl EvalContext {
                             if let Some(v) = state.variable_states.get_mut(variable_name) {
                                 v.type_name = found;
                             }
+                            state.types_from_compiler.insert(variable_name.clone());
                             fixed_errors.insert("Variable type from the compiler");
                         }
                         None => {
@@ -1118,17 +1129,15 @@ impl EvalContext {
                         }
                     }
                 }
-                CodeKind::PackVariable { .. }
-                    if matches!(error.code(), Some("E0412" | "E0433" | "E0603"))
-                        || error.message().starts_with("cannot find type") =>
+                CodeKind::PackVariable { variable_name }
+                    if state.types_from_compiler.contains(variable_name) =>
                 {
-                    // A type the compiler named that cannot be written here: ask rust-analyzer
-                    // (once for all the cell's variables).
-                    if !fixed_errors.contains("Variable types from rust-analyzer") {
-                        let analysis_code = state.analysis_code(user_code.clone());
-                        self.fix_variable_types(state, analysis_code)?;
-                        fixed_errors.insert("Variable types from rust-analyzer");
-                    }
+                    // A type the compiler named does not work here (not in scope, private,
+                    // ...): ask rust-analyzer, once for all the cell's variables.
+                    state.types_from_compiler.clear();
+                    let analysis_code = state.analysis_code(user_code.clone());
+                    self.fix_variable_types(state, analysis_code)?;
+                    fixed_errors.insert("Variable types from rust-analyzer");
                 }
                 CodeKind::PackVariable { variable_name } => {
                     if error.code() == Some("E0382") {
@@ -1402,6 +1411,8 @@ pub struct ContextState {
     /// Set by `apply` when the code defines a variable whose type is not written out in full,
     /// so rust-analyzer must find it.
     untyped_variables: bool,
+    /// Variables of the code being compiled whose type the compiler's error named.
+    types_from_compiler: BTreeSet<String>,
     pub(crate) config: Config,
 }
 
@@ -1419,6 +1430,7 @@ impl ContextState {
             allow_question_mark: false,
             build_num: 0,
             untyped_variables: false,
+            types_from_compiler: BTreeSet::new(),
             config,
         }
     }
@@ -1961,6 +1973,7 @@ impl ContextState {
     /// as they will have been stored in `self`.
     fn apply(&mut self, user_code: CodeBlock, nodes: &[SyntaxNode]) -> Result<CodeBlock, Error> {
         self.untyped_variables = false;
+        self.types_from_compiler.clear();
         for variable_state in self.variable_states.values_mut() {
             variable_state.move_state = VariableMoveState::Available;
         }

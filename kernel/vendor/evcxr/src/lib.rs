@@ -30,6 +30,7 @@ pub use crate::errors::Error;
 pub use crate::errors::Theme;
 pub use crate::eval_context::EvalCallbacks;
 pub use crate::eval_context::EvalStage;
+pub use crate::rust_analyzer::AnalyzerPolicy;
 pub use crate::eval_context::EvalContext;
 pub use crate::eval_context::EvalContextOutputs;
 pub use crate::eval_context::EvalOutputs;

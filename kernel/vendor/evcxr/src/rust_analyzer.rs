@@ -74,128 +74,111 @@ fn evcxr_warm_up() {
 }
 ";
 
-/// rust-analyzer, which may be lent to a background thread that warms it up.
-///
-/// Loading a workspace and analysing the standard library takes rust-analyzer seconds, and
-/// only cells that define variables need it (to find the variables' types). So after the
-/// context starts and after every cell, that work is done in the background, for the current
-/// Cargo.toml, while the next cell compiles or the user types. Code that needs the analyzer
-/// waits for the warm-up to finish; running user code pauses it (cancels it, keeping what it
-/// has computed so far in rust-analyzer's caches) so that measurements in cells don't compete
-/// with it for CPU.
-pub(crate) struct Analyzer {
-    idle: Option<RustAnalyzer>,
-    warm_up: Option<WarmUp>,
-    /// The Cargo.toml for which a warm-up last ran to the end.
-    warmed_for: Option<Vec<u8>>,
+/// When rust-analyzer works and when it lets go of its analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyzerPolicy {
+    /// Analyse in the background ahead of need: at start and after each cell whose Cargo.toml
+    /// changed (fast first answers; the analysis of std holds a few hundred MB).
+    pub warm_ahead: bool,
+    /// Drop the analysis after this long without use (None: keep it). It is rebuilt on the
+    /// next use; until then completions answer from what the session knows.
+    pub retire_after: Option<std::time::Duration>,
 }
 
-struct WarmUp {
-    thread: std::thread::JoinHandle<bool>,
+impl Default for AnalyzerPolicy {
+    fn default() -> Self {
+        AnalyzerPolicy {
+            warm_ahead: true,
+            retire_after: None,
+        }
+    }
+}
+
+/// rust-analyzer, which may be lent to a background thread: a warm-up, a completion that ran
+/// past its deadline, or an idle countdown that drops the analysis.
+///
+/// Loading a workspace and analysing the standard library takes rust-analyzer seconds and a
+/// few hundred MB. With [`AnalyzerPolicy::warm_ahead`] that is done in the background after
+/// the context starts and after every cell, while the next cell compiles or the user types;
+/// otherwise on first use. Code that needs the analyzer waits for a background analysis to
+/// finish; running user code pauses it (cancels it, keeping what it has computed so far in
+/// rust-analyzer's caches) so that measurements in cells don't compete with it for CPU. After
+/// each use a job counts down [`AnalyzerPolicy::retire_after`]; if nothing needs the analyzer
+/// meanwhile, it drops the analysis and returns the memory to the system.
+pub(crate) struct Analyzer {
+    idle: Option<RustAnalyzer>,
+    job: Option<Job>,
+    /// The Cargo.toml for which an analysis last ran to the end.
+    warmed_for: Option<Vec<u8>>,
+    policy: AnalyzerPolicy,
+}
+
+struct Job {
+    thread: std::thread::JoinHandle<JobEnd>,
     analyzer: Arc<Mutex<Option<RustAnalyzer>>>,
     cancel: salsa::CancellationToken,
     /// Set with `cancel`, and unlike salsa's token not reset when the analysis unwinds.
     stop: Arc<AtomicBool>,
+    /// True while the job analyses (not in its idle countdown).
+    busy: Arc<AtomicBool>,
     cargo_toml: Vec<u8>,
 }
+
+/// How a background job ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JobEnd {
+    /// Its analysis ran to the end: warm for its Cargo.toml.
+    Warm,
+    /// Stopped or failed before the end.
+    Cold,
+    /// Nothing used the analyzer for the idle time: the analysis was dropped.
+    Retired,
+}
+
+type Work = Box<dyn FnOnce(&mut RustAnalyzer) -> bool + Send>;
 
 impl Analyzer {
     pub(crate) fn new(analyzer: RustAnalyzer) -> Analyzer {
         Analyzer {
             idle: Some(analyzer),
-            warm_up: None,
+            job: None,
             warmed_for: None,
+            policy: AnalyzerPolicy::default(),
         }
     }
 
-    /// The analyzer, after any warm-up has finished.
+    pub(crate) fn set_policy(&mut self, policy: AnalyzerPolicy) {
+        self.policy = policy;
+    }
+
+    /// The analyzer, after any background analysis has finished.
     pub(crate) fn get(&mut self) -> &mut RustAnalyzer {
         self.settle(false);
         self.idle
             .as_mut()
-            .expect("rust-analyzer is back from its warm-up")
+            .expect("rust-analyzer is back from its background job")
+    }
+
+    /// Stops a running background job and waits for it.
+    pub(crate) fn pause(&mut self) {
+        self.settle(true);
+    }
+
+    fn busy(&self) -> bool {
+        self.job
+            .as_ref()
+            .is_some_and(|j| j.busy.load(Ordering::SeqCst) && !j.thread.is_finished())
     }
 
     /// True when rust-analyzer has analysed the current Cargo.toml and is not busy: asking it
     /// for types costs little. (Otherwise the first answer may take seconds.)
     pub(crate) fn is_ready(&mut self, config: &crate::eval_context::Config) -> bool {
-        if self.warm_up.as_ref().is_some_and(|w| !w.thread.is_finished()) {
+        if self.busy() {
             return false;
         }
         self.settle(false);
         let cargo_toml = std::fs::read(config.crate_dir().join("Cargo.toml")).ok();
         cargo_toml.is_some() && self.warmed_for == cargo_toml
-    }
-
-    /// Stops a running warm-up and waits for it.
-    pub(crate) fn pause(&mut self) {
-        self.settle(true);
-    }
-
-    /// Completions in `source` at `offset`, or [`NotReady`] when they cannot be had within
-    /// `deadline`: a warm-up still runs, or the completion itself takes longer (the first one
-    /// after start analyses the standard library). A completion that runs late goes on in the
-    /// background like a warm-up, so its work is not lost: the next request waits for it
-    /// (within its own deadline), and user code about to run pauses it.
-    pub(crate) fn complete(
-        &mut self,
-        source: String,
-        offset: usize,
-        deadline: std::time::Duration,
-    ) -> Result<Completions> {
-        let started = std::time::Instant::now();
-        while self.warm_up.as_ref().is_some_and(|w| !w.thread.is_finished()) {
-            if started.elapsed() >= deadline {
-                return Err(NotReady.into());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        self.settle(false);
-        let Some(analyzer) = self.idle.take() else {
-            bail!("rust-analyzer is unavailable");
-        };
-        let cargo_toml = std::fs::read(analyzer.cargo_toml_filename()).unwrap_or_default();
-        let cancel = analyzer.analysis_host.raw_database().cancellation_token();
-        let lent = Arc::new(Mutex::new(Some(analyzer)));
-        let in_thread = lent.clone();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let spawned = std::thread::Builder::new()
-            .name("ra-complete".to_owned())
-            .spawn(move || {
-                let mut guard = in_thread.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(analyzer) = guard.as_mut() else {
-                    return false;
-                };
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    analyzer.set_source(source)?;
-                    analyzer.completions(offset)
-                }))
-                .unwrap_or_else(|_| Err(anyhow!("rust-analyzer stopped while completing")));
-                let finished = result.is_ok();
-                let _ = tx.send(result);
-                finished
-            });
-        let thread = match spawned {
-            Ok(thread) => thread,
-            Err(e) => {
-                self.idle = lent.lock().unwrap_or_else(|p| p.into_inner()).take();
-                return Err(e.into());
-            }
-        };
-        self.warm_up = Some(WarmUp {
-            thread,
-            analyzer: lent,
-            cancel,
-            stop: Arc::new(AtomicBool::new(false)),
-            cargo_toml,
-        });
-        match rx.recv_timeout(deadline.saturating_sub(started.elapsed())) {
-            Ok(result) => {
-                self.settle(false);
-                result
-            }
-            Err(_) => Err(NotReady.into()),
-        }
     }
 
     /// Records that the analyzer has analysed a cell for the current Cargo.toml, which warms it
@@ -207,76 +190,179 @@ impl Analyzer {
     }
 
     fn settle(&mut self, cancel: bool) {
-        let Some(warm_up) = self.warm_up.take() else {
+        let Some(job) = self.job.take() else {
             return;
         };
-        // Whoever waits doesn't want the warm-up's idle tail; only a pause cancels its analysis.
-        warm_up.stop.store(true, Ordering::SeqCst);
+        // Whoever waits doesn't want the job's idle tail; only a pause cancels its analysis.
+        job.stop.store(true, Ordering::SeqCst);
         if cancel {
-            warm_up.cancel.cancel();
+            job.cancel.cancel();
         }
-        let finished = warm_up.thread.join().unwrap_or(false);
-        let analyzer = warm_up
+        let end = job.thread.join().unwrap_or(JobEnd::Cold);
+        let analyzer = job
             .analyzer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         if let Some(analyzer) = &analyzer {
-            // A cancellation that arrived after the warm-up's last query is still pending on the
+            // A cancellation that arrived after the job's last query is still pending on the
             // database; leaving an attach scope clears it, so the next query isn't cancelled.
             salsa::attach(analyzer.analysis_host.raw_database(), || ());
         }
-        if finished {
-            self.warmed_for = Some(warm_up.cargo_toml);
+        match end {
+            JobEnd::Warm => self.warmed_for = Some(job.cargo_toml),
+            JobEnd::Retired => self.warmed_for = None,
+            JobEnd::Cold => {}
         }
         self.idle = analyzer;
     }
 
-    /// Starts a warm-up with `analysis_source` (the analysis code of the committed state),
-    /// unless one is running or one already finished for the current Cargo.toml. It begins
-    /// after `delay`, unless stopped before: cells run back to back (Run All) then don't each
-    /// start rust-analyzer work only to cancel it a moment later.
-    pub(crate) fn warm_up(&mut self, analysis_source: String, delay: std::time::Duration) {
-        if self.warm_up.is_some() {
-            return;
-        }
+    /// Lends the analyzer to a thread that waits `delay` (unless stopped), runs `work` (true:
+    /// it analysed to the end), then counts down the idle time of the policy. Callers that
+    /// want a result send it from `work`.
+    fn spawn(&mut self, delay: std::time::Duration, work: Work) {
+        self.settle(false);
         let Some(analyzer) = self.idle.take() else {
             return;
         };
-        let cargo_toml = match std::fs::read(analyzer.cargo_toml_filename()) {
-            Ok(contents) if self.warmed_for.as_ref() != Some(&contents) => contents,
-            _ => {
-                self.idle = Some(analyzer);
-                return;
-            }
-        };
+        let cargo_toml = std::fs::read(analyzer.cargo_toml_filename()).unwrap_or_default();
         let cancel = analyzer.analysis_host.raw_database().cancellation_token();
         let stop = Arc::new(AtomicBool::new(false));
-        let in_thread_stop = stop.clone();
+        let busy = Arc::new(AtomicBool::new(true));
         let lent = Arc::new(Mutex::new(Some(analyzer)));
-        let in_thread = lent.clone();
-        let warm_source = analysis_source.clone() + WARM_UP_CODE;
+        let retire_after = self.policy.retire_after;
+        let (in_thread, in_stop, in_busy) = (lent.clone(), stop.clone(), busy.clone());
         let spawned = std::thread::Builder::new()
-            .name("ra-warm-up".to_owned())
+            .name("ra-background".to_owned())
             .spawn(move || {
                 let mut guard = in_thread.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(analyzer) = guard.as_mut() else {
-                    return false;
+                    return JobEnd::Cold;
                 };
-                let started = std::time::Instant::now();
-                while started.elapsed() < delay {
-                    if in_thread_stop.load(Ordering::SeqCst) {
-                        return false;
+                let wait = |d: std::time::Duration| {
+                    let started = std::time::Instant::now();
+                    while started.elapsed() < d {
+                        if in_stop.load(Ordering::SeqCst) {
+                            return false;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(20));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    true
+                };
+                if !wait(delay) {
+                    return JobEnd::Cold;
                 }
                 // Cancellation unwinds out of rust-analyzer's queries; anything else that goes
-                // wrong only means the next cell does the work itself.
-                let warm = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    analyzer.set_source(warm_source).is_ok()
-                        && analyzer.top_level_variables(WARM_UP_FN).is_some()
-                }))
-                .unwrap_or(false);
+                // wrong only means the next use does the work itself.
+                let warm = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(analyzer)))
+                    .unwrap_or(false);
+                in_busy.store(false, Ordering::SeqCst);
+                // rust-analyzer drops replaced syntax trees on helper threads: give them a
+                // moment (unless the job is being stopped), then return what they freed.
+                wait(std::time::Duration::from_millis(300));
+                release_free_memory();
+                let end = if warm { JobEnd::Warm } else { JobEnd::Cold };
+                let Some(idle) = retire_after else { return end };
+                if !wait(idle) || analyzer.last_cargo_toml.is_none() {
+                    return end;
+                }
+                match RustAnalyzer::new(std::path::Path::new(analyzer.root_directory.as_str())) {
+                    Ok(fresh) => {
+                        *analyzer = fresh;
+                        wait(std::time::Duration::from_millis(300));
+                        release_free_memory();
+                        JobEnd::Retired
+                    }
+                    Err(_) => end,
+                }
+            });
+        match spawned {
+            Ok(thread) => {
+                self.job = Some(Job {
+                    thread,
+                    analyzer: lent,
+                    cancel,
+                    stop,
+                    busy,
+                    cargo_toml,
+                })
+            }
+            Err(_) => self.idle = lent.lock().unwrap_or_else(|p| p.into_inner()).take(),
+        }
+    }
+
+    /// After a use of the analyzer: count down to dropping its analysis (when the policy says so).
+    pub(crate) fn used(&mut self) {
+        if self.policy.retire_after.is_some() && self.job.is_none() {
+            self.spawn(std::time::Duration::ZERO, Box::new(|_| false));
+            // The analysis is as warm as it was.
+            if let Some(job) = &self.job {
+                job.busy.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Completions in `source` at `offset`, or [`NotReady`] when they cannot be had within
+    /// `deadline`: a background analysis still runs, or the completion itself takes longer (the
+    /// first one analyses the standard library). A completion that runs late goes on in the
+    /// background, so its work is not lost: the next request waits for it (within its own
+    /// deadline), and user code about to run pauses it.
+    pub(crate) fn complete(
+        &mut self,
+        source: String,
+        offset: usize,
+        deadline: std::time::Duration,
+    ) -> Result<Completions> {
+        let started = std::time::Instant::now();
+        while self.busy() {
+            if started.elapsed() >= deadline {
+                return Err(NotReady.into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.spawn(
+            std::time::Duration::ZERO,
+            Box::new(move |analyzer| {
+                let result = analyzer.set_source(source).and_then(|()| analyzer.completions(offset));
+                let finished = result.is_ok();
+                let _ = tx.send(result);
+                finished
+            }),
+        );
+        match rx.recv_timeout(deadline.saturating_sub(started.elapsed())) {
+            Ok(result) => result,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(NotReady.into()),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                bail!("rust-analyzer stopped while completing")
+            }
+        }
+    }
+
+    /// Starts a background warm-up with `analysis_source` (the analysis code of the committed
+    /// state), when the policy warms ahead and none ran to the end for the current Cargo.toml;
+    /// otherwise only counts down to retiring. It begins after `delay`, unless stopped before:
+    /// cells run back to back (Run All) then don't each start work only to cancel it.
+    pub(crate) fn warm_up(&mut self, analysis_source: String, delay: std::time::Duration) {
+        if self.job.is_some() {
+            return;
+        }
+        if !self.policy.warm_ahead {
+            return self.used();
+        }
+        let cargo_toml = match &self.idle {
+            Some(analyzer) => std::fs::read(analyzer.cargo_toml_filename()).ok(),
+            None => return,
+        };
+        if cargo_toml.is_none() || self.warmed_for == cargo_toml {
+            return self.used();
+        }
+        let warm_source = analysis_source.clone() + WARM_UP_CODE;
+        self.spawn(
+            delay,
+            Box::new(move |analyzer| {
+                let warm = analyzer.set_source(warm_source).is_ok()
+                    && analyzer.top_level_variables(WARM_UP_FN).is_some();
                 if warm {
                     // Back to the state's own source, so what was computed only for the
                     // warm-up function is replaced now rather than after the next cell.
@@ -286,29 +372,9 @@ impl Analyzer {
                         }
                     }));
                 }
-                // rust-analyzer drops replaced syntax trees on helper threads: give them a
-                // moment (unless the warm-up is being stopped), then return what they freed.
-                for _ in 0..10 {
-                    if in_thread_stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(30));
-                }
-                release_free_memory();
                 warm
-            });
-        match spawned {
-            Ok(thread) => {
-                self.warm_up = Some(WarmUp {
-                    thread,
-                    analyzer: lent,
-                    cancel,
-                    stop,
-                    cargo_toml,
-                })
-            }
-            Err(_) => self.idle = lent.lock().unwrap_or_else(|p| p.into_inner()).take(),
-        }
+            }),
+        );
     }
 }
 
@@ -324,9 +390,9 @@ fn release_free_memory() {
 
 impl Drop for Analyzer {
     fn drop(&mut self) {
-        if let Some(warm_up) = &self.warm_up {
-            warm_up.stop.store(true, Ordering::SeqCst);
-            warm_up.cancel.cancel();
+        if let Some(job) = &self.job {
+            job.stop.store(true, Ordering::SeqCst);
+            job.cancel.cancel();
         }
     }
 }
