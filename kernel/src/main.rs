@@ -170,7 +170,7 @@ fn run_kernel(connection_file: PathBuf, mock: bool) -> Result<()> {
     let ipc_files = connection.ipc_paths();
     // Environment for the evaluation process and the tools, set while this
     // process still has one thread.
-    std::env::set_var("THREADBOOK_KERNEL", "1");
+    std::env::set_var(threadbook_display::KERNEL_ENV, "1");
     let slot = if mock { None } else { threadbook::engine::build_dir::claim()? };
     let trusted = slot.as_ref().map(|s| s.dir.clone()).unwrap_or_else(std::env::temp_dir);
     lifecycle::prepare(&trusted);

@@ -1,7 +1,8 @@
 //! Displays: how HTML, SVG and plain text reach the notebook, and tables.
 //!
 //! Under the threadbook kernel (environment variable `THREADBOOK_KERNEL` set) a display is one
-//! line on stdout, written in one call while holding the stdout lock:
+//! line on stdout in the format of the `threadbook-display` crate (which the kernel reads with),
+//! written in one call while holding the stdout lock:
 //!
 //! ```text
 //! THREADBOOK_DISPLAY {"data":{"text/plain":"…","text/html":"…"},"metadata":{},"display_id":"…","update":false}
@@ -19,16 +20,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
-
-/// Prefix of a display line understood by the threadbook kernel.
-const DISPLAY_PREFIX: &str = "THREADBOOK_DISPLAY ";
-/// Prefix of a clear-output line understood by the threadbook kernel.
-const CLEAR_PREFIX: &str = "THREADBOOK_CLEAR_OUTPUT ";
+use serde_json::{Map, Value};
+use threadbook_display::Display;
+#[cfg(test)]
+use threadbook_display::DISPLAY_PREFIX;
 
 /// True when running under the threadbook kernel (`THREADBOOK_KERNEL` is set).
 fn threadbook_kernel() -> bool {
-    std::env::var_os("THREADBOOK_KERNEL").is_some()
+    std::env::var_os(threadbook_display::KERNEL_ENV).is_some()
 }
 
 /// Shows a bundle of MIME type → content, e.g. `&[("text/html", html), ("text/plain", text)]`.
@@ -93,23 +92,15 @@ impl DisplayHandle {
 
 /// The `THREADBOOK_DISPLAY` line (ending in `\n`) for a bundle; adds `text/plain` if missing.
 fn display_line(data: &[(&str, String)], display_id: Option<&str>, update: bool) -> String {
-    let mut mimes = Map::new();
-    for (mime, content) in with_plain(data) {
-        mimes.insert(mime.to_string(), Value::String(content));
-    }
-    let mut msg = Map::new();
-    msg.insert("data".into(), Value::Object(mimes));
-    msg.insert("metadata".into(), json!({}));
-    if let Some(id) = display_id {
-        msg.insert("display_id".into(), Value::String(id.to_string()));
-    }
-    msg.insert("update".into(), Value::Bool(update && display_id.is_some()));
-    format!("{DISPLAY_PREFIX}{}\n", Value::Object(msg))
+    let data: Map<String, Value> =
+        with_plain(data).into_iter().map(|(mime, content)| (mime.to_string(), Value::String(content))).collect();
+    Display { data, metadata: Map::new(), display_id: display_id.map(str::to_owned), update: update && display_id.is_some() }
+        .to_line()
 }
 
 /// The `THREADBOOK_CLEAR_OUTPUT` line (ending in `\n`).
 fn clear_output_line(wait: bool) -> String {
-    format!("{CLEAR_PREFIX}{}\n", json!({ "wait": wait }))
+    threadbook_display::clear_line(wait)
 }
 
 /// The evcxr form of a bundle: one `EVCXR_BEGIN_CONTENT` block per MIME type.
@@ -290,6 +281,7 @@ pub(crate) fn show_card(title: &str, warnings: &[String], table: (String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn display_line_is_one_line_of_valid_json_with_the_right_keys() {

@@ -39,9 +39,6 @@ pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Recent stderr kept for the report when the process dies.
 const STDERR_TAIL: usize = 8 * 1024;
 
-/// The toolkit's display protocol, one JSON object per stdout line.
-const DISPLAY_PREFIX: &str = "THREADBOOK_DISPLAY ";
-const CLEAR_PREFIX: &str = "THREADBOOK_CLEAR_OUTPUT";
 
 /// What one stdout line means.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,39 +128,20 @@ impl StdoutParser {
             out.push(Action::Panic(line.to_owned()));
         } else if line.starts_with("EVCXR_") {
             out.push(Action::Forward(line.to_owned()));
-        } else if let Some(json) = line.strip_prefix(DISPLAY_PREFIX) {
-            out.push(display_line(json));
-        } else if let Some(json) = line.strip_prefix(CLEAR_PREFIX) {
-            let wait = serde_json::from_str::<Value>(json.trim())
-                .ok()
-                .and_then(|v| v["wait"].as_bool())
-                .unwrap_or(false);
-            out.push(Action::Clear { wait });
+        } else if let Some(request) = threadbook_display::Line::parse(line) {
+            out.push(match request {
+                threadbook_display::Line::Display(d) => Action::Display {
+                    data: d.data.into_iter().collect(),
+                    metadata: Value::Object(d.metadata),
+                    display_id: d.display_id,
+                    update: d.update,
+                },
+                threadbook_display::Line::Clear { wait } => Action::Clear { wait },
+                threadbook_display::Line::Invalid(why) => Action::Text(format!("threadbook: {why}\n")),
+            });
         } else {
             out.push(Action::Text(format!("{line}\n")));
         }
-    }
-}
-
-fn display_line(json: &str) -> Action {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        data: MimeBundle,
-        #[serde(default)]
-        metadata: Option<Value>,
-        #[serde(default)]
-        display_id: Option<String>,
-        #[serde(default)]
-        update: bool,
-    }
-    match serde_json::from_str::<Line>(json) {
-        Ok(l) => Action::Display {
-            data: l.data,
-            metadata: l.metadata.unwrap_or_else(|| Value::Object(Default::default())),
-            display_id: l.display_id,
-            update: l.update,
-        },
-        Err(e) => Action::Text(format!("threadbook: a display line was not valid ({e})\n")),
     }
 }
 
