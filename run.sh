@@ -29,16 +29,7 @@ need_debs() {
     $sudo apt-get update -q && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-setup() {
-    need_debs "${COURSE_DEBS[@]}"
-    say "Building the threadbook kernel (release; first build takes ~12 minutes)"
-    cargo build --release --locked -p threadbook
-
-    if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
-        say "Adding rust-src (code completion in cells needs it)"
-        rustup component add rust-src || echo "rust-src unavailable: completion will know less about std"
-    fi
-
+python_env() {
     if [ ! -x "$VENV/bin/python" ]; then
         say "Creating the Python environment in .venv"
         if ! python3 -m venv "$VENV" 2>/dev/null; then
@@ -51,12 +42,33 @@ setup() {
     say "Installing Jupyter and test clients into .venv"
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -r requirements.txt
+}
+
+setup() {
+    need_debs "${COURSE_DEBS[@]}"
+    # The Python environment mostly downloads: it is made while the kernel compiles.
+    python_env > "$ROOT/.venv-setup.log" 2>&1 &
+    local python_job=$!
+    say "Building the threadbook kernel (release; the first build takes ~6 minutes on 2 cores)"
+    cargo build --release --locked -p threadbook
+
+    if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+        say "Adding rust-src (code completion in cells needs it)"
+        rustup component add rust-src || echo "rust-src unavailable: completion will know less about std"
+    fi
+
+    if ! wait "$python_job"; then
+        cat "$ROOT/.venv-setup.log" >&2
+        echo "setting up the Python environment failed (log above)" >&2
+        exit 1
+    fi
+    cat "$ROOT/.venv-setup.log"
 
     say "Installing the kernelspec"
     "$ROOT/target/release/threadbook" install --user
     PATH="$VENV/bin:$PATH" jupyter kernelspec list
 
-    say "Warming the build cache with the course's dependencies (a minute the first time)"
+    say "Warming the build cache with the course's dependencies (a minute or two the first time)"
     "$VENV/bin/python" notebooks/export.py --warm
 }
 
