@@ -196,6 +196,27 @@ def test_no_replay_cells_and_replay_off(session):
         run_ok(kc, code)
 
 
+def test_a_slow_cell_is_run_again_only_when_its_variable_is_used():
+    km, kc = start_kernel(RUST_KERNEL_NAME, ready_timeout=COMPILE_TIMEOUT)
+    try:
+        run_ok(kc, "let quick: u64 = 2;")
+        slow_cell = run_ok(kc, "let slow: u64 = { std::thread::sleep(std::time::Duration::from_millis(800)); 5 };")
+        count = slow_cell.content["execution_count"]
+        res = execute(kc, "std::process::abort();")
+        tb = plain("\n".join(res.content["traceback"]))
+        assert "variables restored: quick; restored when first used: slow" in res.content["evalue"], res.content["evalue"]
+        assert f"Restored when a cell first uses them: slow (they need cell [{count}]" in tb, tb
+        other = run_ok(kc, "quick + 1")
+        assert other.result_text() == "3" and "restored" not in other.stream("stderr")
+        used = run_ok(kc, "slow * 10")
+        assert used.result_text() == "50", used.describe()
+        assert f"restored slow for this cell" in used.stream("stderr") and f"[{count}]" in used.stream("stderr")
+        again = run_ok(kc, "slow + quick")
+        assert again.result_text() == "7" and again.stream("stderr") == ""
+    finally:
+        stop_kernel(km, kc)
+
+
 def test_an_interrupt_while_idle_stops_nothing(session):
     km, kc, counts = session
     pid_before = eval_pid(km)

@@ -55,6 +55,11 @@ fn analyzer_policy() -> evcxr::AnalyzerPolicy {
 /// from the session's own names (consoles give up after a few seconds).
 const COMPLETION_DEADLINE: Duration = Duration::from_millis(800);
 
+/// After a lost process, variables whose cells ran longer than this are
+/// restored only when a later cell uses them: the learner gets the rest back
+/// at once, and an experiment that took seconds is not repeated for nothing.
+const SLOW_CELL_SECONDS: f64 = 0.5;
+
 /// The shortest run that `:timing` draws a per-core strip for (it samples
 /// every 25 ms).
 const STRIP_MIN_RUN: Duration = Duration::from_millis(100);
@@ -152,6 +157,10 @@ pub struct EvcxrEngine {
     record: Record,
     /// Rebuild variables after a lost evaluation process (`:replay on|off`).
     replay: bool,
+    /// Variables of a lost process left to restore until a cell uses them
+    /// (they need a slow cell), and how many cells were recorded at the loss.
+    deferred: Vec<Var>,
+    deferred_end: usize,
 }
 
 /// The kernel's own `:` commands in a cell, and the code left for evcxr.
@@ -252,6 +261,8 @@ impl EvcxrEngine {
             cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             record: Record::default(),
             replay: true,
+            deferred: Vec::new(),
+            deferred_end: 0,
         })
     }
 
@@ -322,9 +333,11 @@ impl EvcxrEngine {
         (result, wall, cpu)
     }
 
-    /// Rebuilds `live` in the fresh evaluation process, quietly.
-    fn restore(&mut self, live: &[Var]) -> (Plan, Duration, Result<(), String>) {
-        let plan = self.record.plan(live);
+    /// Rebuilds `live` (variables held when the first `end` recorded cells
+    /// had run) in the evaluation process, quietly; those that need a cell
+    /// slower than `slow` seconds are left in the plan's `deferred`.
+    fn restore(&mut self, live: &[Var], end: usize, slow: f64) -> (Plan, Duration, Result<(), String>) {
+        let plan = self.record.plan(live, end, slow);
         if plan.is_empty() {
             return (plan, Duration::ZERO, Ok(()));
         }
@@ -392,12 +405,42 @@ impl EvcxrEngine {
             let lost: Vec<String> = live.iter().map(|v| v.name.clone()).collect();
             return (report::lost(loss, Restore::Off { lost: &lost }), None);
         }
-        let (plan, took, outcome) = self.restore(live);
+        let (plan, took, outcome) = self.restore(live, self.record.len(), SLOW_CELL_SECONDS);
+        if outcome.is_ok() {
+            self.deferred = plan.deferred.clone();
+            self.deferred_end = self.record.len();
+        }
         let restore = match &outcome {
             Ok(()) => Restore::Ran { plan: &plan, took },
             Err(why) => Restore::Failed { plan: &plan, why, took },
         };
         (report::lost(loss, restore), Some(took))
+    }
+
+    /// Before a cell runs: restores the deferred variables it uses, saying so.
+    fn restore_deferred_for(&mut self, code: &str) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let used = CellRecord::new(0, code);
+        let wanted: Vec<Var> = self.deferred.iter().filter(|v| used.names().contains(&v.name)).cloned().collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = wanted.iter().map(|v| v.name.as_str()).collect();
+        let (plan, took, outcome) = self.restore(&wanted, self.deferred_end, f64::INFINITY);
+        let cells: Vec<String> = plan.counts.iter().map(|c| format!("[{c}]")).collect();
+        let note = match outcome {
+            Ok(()) => format!(
+                "[threadbook: restored {} for this cell in {:.2} s, by running cells {} again]\n",
+                names.join(", "),
+                took.as_secs_f64(),
+                cells.join(", ")
+            ),
+            Err(why) => format!("[threadbook: could not restore {}: {why}]\n", names.join(", ")),
+        };
+        self.output.stream("stderr", &note);
+        self.deferred.retain(|v| !names.contains(&v.name.as_str()));
     }
 }
 
@@ -449,7 +492,16 @@ impl Engine for EvcxrEngine {
                 Err(e) => log::warn!("could not add evcxr_input: {e}"),
             }
         }
-        let live = self.variables();
+        if !cmds.fresh {
+            self.restore_deferred_for(&cmds.code);
+        }
+        // What the process holds, and what a loss before restored later.
+        let mut live = self.variables();
+        for v in &self.deferred {
+            if !live.iter().any(|l| l.name == v.name) {
+                live.push(v.clone());
+            }
+        }
         let mark = self.capture.mark();
         let stdin_error: RefCell<Option<(String, StdinError)>> = RefCell::new(None);
         let pid = self.control.child_pid().map(|p| p as u32);
@@ -509,8 +561,11 @@ impl Engine for EvcxrEngine {
                 } else {
                     if cmds.fresh {
                         self.record.clear();
+                        self.deferred.clear();
                     }
-                    self.record.push(CellRecord::new(cell.execution_count, &cmds.code));
+                    let record = CellRecord::new(cell.execution_count, &cmds.code).ran_for(timing.run.as_secs_f64());
+                    self.deferred.retain(|v| !record.defines().contains(&v.name));
+                    self.record.push(record);
                     Outcome::Ok { result: self.result(outputs, fin.last_bundle, &cell.code) }
                 }
             }

@@ -55,6 +55,8 @@ pub struct CellRecord {
     touches: BTreeSet<String>,
     /// Why it must not run again, if it must not.
     keep_out: Option<String>,
+    /// How long it ran the first time, in seconds.
+    run_seconds: f64,
 }
 
 impl CellRecord {
@@ -77,7 +79,19 @@ impl CellRecord {
             changes: parsed.uses.changes,
             touches: parsed.uses.touches,
             keep_out,
+            run_seconds: 0.0,
         }
+    }
+
+    /// The same, with how long the cell ran.
+    pub fn ran_for(mut self, seconds: f64) -> CellRecord {
+        self.run_seconds = seconds;
+        self
+    }
+
+    /// The names the cell uses.
+    pub fn names(&self) -> &BTreeSet<String> {
+        &self.names
     }
 
     pub fn defines(&self) -> &BTreeSet<String> {
@@ -101,6 +115,11 @@ pub struct Plan {
     pub restored: Vec<Var>,
     /// Variables that cannot be restored, with the reason.
     pub lost: Vec<(String, String)>,
+    /// Variables left for later (restored when a cell first uses them): they
+    /// need a cell that ran longer than the plan's limit.
+    pub deferred: Vec<Var>,
+    /// The slow cells the deferred variables need (their execution counts).
+    pub slow_counts: Vec<u64>,
     statements: Vec<String>,
 }
 
@@ -124,21 +143,32 @@ impl Record {
         self.cells.is_empty()
     }
 
-    /// The cells that rebuild `live` (the variables the lost process held).
-    pub fn plan(&self, live: &[Var]) -> Plan {
-        let end = self.cells.len();
+    /// The cells that rebuild `live`, the variables the lost process held
+    /// when the first `end` cells were recorded. A variable that needs a cell
+    /// which ran longer than `slow` seconds is deferred instead.
+    pub fn plan(&self, live: &[Var], end: usize, slow: f64) -> Plan {
+        let end = end.min(self.cells.len());
         let kinds: BTreeMap<&str, &Var> = live.iter().map(|v| (v.name.as_str(), v)).collect();
         let mut all_needed = BTreeSet::new();
+        let mut slow_cells = BTreeSet::new();
         let mut plan = Plan::default();
         for var in live {
             match self.closure(&var.name, end, &kinds) {
                 Ok(cells) => {
-                    all_needed.extend(cells);
-                    plan.restored.push(var.clone());
+                    let slow_ones: Vec<usize> =
+                        cells.iter().copied().filter(|&i| self.cells[i].run_seconds > slow).collect();
+                    if slow_ones.is_empty() {
+                        all_needed.extend(cells);
+                        plan.restored.push(var.clone());
+                    } else {
+                        slow_cells.extend(slow_ones);
+                        plan.deferred.push(var.clone());
+                    }
                 }
                 Err(why) => plan.lost.push((var.name.clone(), why)),
             }
         }
+        plan.slow_counts = slow_cells.iter().map(|&i| self.cells[i].count).collect();
         for &i in &all_needed {
             plan.counts.push(self.cells[i].count);
             plan.statements.extend(self.cells[i].statements.iter().cloned());
@@ -148,6 +178,7 @@ impl Record {
 
     /// The cells needed for the value `name` had just before cell `before`.
     fn closure(&self, name: &str, before: usize, live: &BTreeMap<&str, &Var>) -> Result<BTreeSet<usize>, String> {
+        let top = before;
         let mut needed = BTreeSet::new();
         let mut work = vec![(name.to_owned(), before)];
         let mut seen = BTreeSet::new();
@@ -158,7 +189,7 @@ impl Record {
             let Some(def) = (0..before).rev().find(|&i| self.cells[i].defines.contains(&name)) else {
                 // Not a variable of a recorded cell: a function, type or
                 // method name, or a variable bound where no cell records it.
-                if live.contains_key(name.as_str()) && before == self.cells.len() {
+                if live.contains_key(name.as_str()) && before == top {
                     return Err("no successful cell that binds it was recorded".to_owned());
                 }
                 continue;
@@ -456,6 +487,29 @@ mod tests {
         Var { name: name.into(), ty: ty.into(), mutable }
     }
 
+    impl Record {
+        fn plan_all(&self, live: &[Var]) -> Plan {
+            self.plan(live, usize::MAX, f64::INFINITY)
+        }
+    }
+
+    #[test]
+    fn variables_that_need_a_slow_cell_are_deferred() {
+        let mut r = Record::default();
+        r.push(CellRecord::new(1, "let data: Vec<u64> = (0..10).collect();").ran_for(0.01));
+        r.push(CellRecord::new(2, "let timed: u64 = data.iter().sum();").ran_for(3.0));
+        r.push(CellRecord::new(3, "let quick: usize = data.len();").ran_for(0.01));
+        let live = [var("data", "Vec<u64>", false), var("timed", "u64", false), var("quick", "usize", false)];
+        let plan = r.plan(&live, 3, 0.5);
+        assert_eq!(plan.counts, [1, 3]);
+        assert_eq!(plan.deferred, [var("timed", "u64", false)]);
+        assert_eq!(plan.slow_counts, [2]);
+        // Later, only the deferred one, with no limit, as the record stood at the loss.
+        r.push(CellRecord::new(4, "let timed: u64 = 0;").ran_for(0.01));
+        let later = r.plan(&plan.deferred, 3, f64::INFINITY);
+        assert_eq!(later.counts, [1, 2]);
+    }
+
     fn record(cells: &[&str]) -> Record {
         let mut r = Record::default();
         for (i, c) in cells.iter().enumerate() {
@@ -506,7 +560,7 @@ mod tests {
             "println!(\"{:?} {:?} {}\", names, p, names.len());",
             "names.push(\"b\".into());",
         ]);
-        let plan = r.plan(&[var("names", "Vec<String>", true), var("p", "P", false)]);
+        let plan = r.plan_all(&[var("names", "Vec<String>", true), var("p", "P", false)]);
         assert_eq!(plan.counts, [1, 2, 4]);
     }
 
@@ -526,7 +580,7 @@ mod tests {
             var("log", "Vec<u64>", true),
             var("t0", "std::time::Instant", false),
         ];
-        let plan = r.plan(&live);
+        let plan = r.plan_all(&live);
         assert_eq!(plan.counts, [1, 3, 4, 5, 6]);
         assert!(plan.lost.is_empty());
         let code = plan.code();
@@ -538,7 +592,7 @@ mod tests {
     #[test]
     fn a_timing_cell_is_skipped_when_nothing_it_binds_is_live() {
         let r = record(&["let v = vec![1u8; 10];", "let t = std::time::Instant::now(); let n = v.len(); println!(\"{n} {:?}\", t.elapsed());"]);
-        let plan = r.plan(&[var("v", "Vec<u8>", false)]);
+        let plan = r.plan_all(&[var("v", "Vec<u8>", false)]);
         assert_eq!(plan.counts, [1]);
     }
 
@@ -550,7 +604,7 @@ mod tests {
             "let frozen = vec![1, 2];",
             "println!(\"{:?}\", frozen);",
         ]);
-        let plan = r.plan(&[
+        let plan = r.plan_all(&[
             var("hits", "std::sync::Arc<std::sync::atomic::AtomicU64>", false),
             var("frozen", "Vec<i32>", false),
         ]);
@@ -561,7 +615,7 @@ mod tests {
     fn dependencies_are_followed_through_earlier_cells() {
         let r = record(&["let a = 2;", "let b = a * 10;", "let a = 5;", "let c = b + 1;"]);
         // `a` is the second binding's value; `c` needs `b`, which needs the first `a`.
-        let plan = r.plan(&[var("a", "i32", false), var("b", "i32", false), var("c", "i32", false)]);
+        let plan = r.plan_all(&[var("a", "i32", false), var("b", "i32", false), var("c", "i32", false)]);
         assert_eq!(plan.counts, [1, 2, 3, 4]);
         let code = plan.code();
         let first_a = code.find("let a = 2;").unwrap();
@@ -578,7 +632,7 @@ mod tests {
             "let uses_server = server + 1;",
             "let fine = 1;",
         ]);
-        let plan = r.plan(&[
+        let plan = r.plan_all(&[
             var("server", "i32", false),
             var("name", "String", false),
             var("uses_server", "i32", false),
@@ -594,7 +648,7 @@ mod tests {
 
     #[test]
     fn a_variable_without_a_recorded_cell_is_named() {
-        let plan = record(&["let a = 1;"]).plan(&[var("ghost", "i32", false)]);
+        let plan = record(&["let a = 1;"]).plan_all(&[var("ghost", "i32", false)]);
         assert!(plan.is_empty());
         assert_eq!(plan.lost.len(), 1);
         assert_eq!(plan.lost[0].0, "ghost");

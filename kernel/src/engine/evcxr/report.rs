@@ -170,16 +170,32 @@ pub fn lost(loss: Loss<'_>, restore: Restore<'_>) -> ErrorContent {
         Restore::Ran { plan, took } => {
             let restored: Vec<String> = plan.restored.iter().map(|v| v.name.clone()).collect();
             let cells: Vec<String> = plan.counts.iter().map(|c| format!("[{c}]")).collect();
-            summary = if restored.is_empty() {
-                "no variables to restore".to_owned()
-            } else {
-                format!("variables restored: {}", names(&restored))
+            let later: Vec<String> = plan.deferred.iter().map(|v| v.name.clone()).collect();
+            summary = match (restored.is_empty(), later.is_empty()) {
+                (true, true) => "no variables to restore".to_owned(),
+                (false, true) => format!("variables restored: {}", names(&restored)),
+                (true, false) => format!("variables restored when first used: {}", names(&later)),
+                (false, false) => format!(
+                    "variables restored: {}; restored when first used: {}",
+                    names(&restored),
+                    names(&later)
+                ),
             };
             if !restored.is_empty() {
                 tb.push(format!(
                     "{GREEN}Restored {} in {:.2} s by running cell{} {} again (their output hidden).{RESET}",
                     names(&restored),
                     took.as_secs_f64(),
+                    if cells.len() == 1 { "" } else { "s" },
+                    cells.join(", ")
+                ));
+            }
+            if !plan.deferred.is_empty() {
+                let names: Vec<String> = plan.deferred.iter().map(|v| v.name.clone()).collect();
+                let cells: Vec<String> = plan.slow_counts.iter().map(|c| format!("[{c}]")).collect();
+                tb.push(format!(
+                    "{GREEN}Restored when a cell first uses them: {} (they need cell{} {}, which took a while to run).{RESET}",
+                    names.join(", "),
                     if cells.len() == 1 { "" } else { "s" },
                     cells.join(", ")
                 ));

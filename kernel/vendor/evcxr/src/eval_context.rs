@@ -1103,6 +1103,19 @@ impl EvalContext {
         state: &mut ContextState,
         fixed_errors: &mut HashSet<&'static str>,
     ) -> Result<(), Error> {
+        // A type the compiler named does not work in the cell (not in scope, private): rustc
+        // reports it at the variable, or only as a suggestion to import it. Ask
+        // rust-analyzer, once for all the cell's variables.
+        let unusable_type = matches!(error.code(), Some("E0412" | "E0433" | "E0603"))
+            || error.message().starts_with("cannot find type")
+            || error.message().starts_with("consider importing");
+        if unusable_type && !state.types_from_compiler.is_empty() {
+            state.types_from_compiler.clear();
+            let analysis_code = state.analysis_code(user_code.clone());
+            self.fix_variable_types(state, analysis_code)?;
+            fixed_errors.insert("Variable types from rust-analyzer");
+            return Ok(());
+        }
         for code_origin in &error.code_origins {
             match code_origin {
                 CodeKind::PackVariable { variable_name }
@@ -1128,16 +1141,6 @@ impl EvalContext {
                             fixed_errors.insert("Variable types from rust-analyzer");
                         }
                     }
-                }
-                CodeKind::PackVariable { variable_name }
-                    if state.types_from_compiler.contains(variable_name) =>
-                {
-                    // A type the compiler named does not work here (not in scope, private,
-                    // ...): ask rust-analyzer, once for all the cell's variables.
-                    state.types_from_compiler.clear();
-                    let analysis_code = state.analysis_code(user_code.clone());
-                    self.fix_variable_types(state, analysis_code)?;
-                    fixed_errors.insert("Variable types from rust-analyzer");
                 }
                 CodeKind::PackVariable { variable_name } => {
                     if error.code() == Some("E0382") {
@@ -1186,7 +1189,12 @@ impl EvalContext {
                             self.write_cargo_toml(state)?;
                         }
                         fixed_errors.insert("Enabled async mode");
-                    } else if error.code() == Some("E0277") && !state.allow_question_mark {
+                    } else if error.code() == Some("E0277")
+                        && !state.allow_question_mark
+                        // Upstream retried on every E0277; only the `?` operator's is fixed
+                        // this way (a `Send` error, say, would just compile the cell twice).
+                        && error.message().contains('?')
+                    {
                         state.allow_question_mark = true;
                         fixed_errors.insert("Allow question mark");
                     } else if error.code() == Some("E0658")
