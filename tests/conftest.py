@@ -20,6 +20,7 @@ import atexit
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import tempfile
@@ -343,3 +344,18 @@ def send_interrupt(kc: BlockingKernelClient) -> str:
 
 def sigint(km: KernelManager) -> None:
     os.kill(kernel_pid(km), signal.SIGINT)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(text: str) -> str:
+    """Text without ANSI colours (tracebacks are coloured)."""
+    return ANSI.sub("", text)
+
+
+def run_ok(kc: BlockingKernelClient, code: str, **kw: Any) -> Executed:
+    """Runs a cell that must succeed."""
+    res = execute(kc, code, **kw)
+    assert res.status == "ok", res.describe()
+    return res

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.servers import VENV_BIN, alive, artifacts, end_processes, kernel_files, pids_mentioning, wait_until
+from clients.servers import ARTIFACTS, VENV_BIN, alive, artifacts, end_processes, kernel_files, pids_mentioning, wait_until
 from conftest import COMPILE_TIMEOUT, RUST_KERNEL_NAME
 
 
@@ -145,8 +145,15 @@ def test_console_exits_cleanly(console):
     term.wait_for(r"Do you really want to exit \(\[y\]/n\)\?", timeout=10)
     term.type("y")
     # tmux marks the pane dead a moment before it has the exit status.
-    status = wait_until(lambda: term.pane("#{pane_dead}") == "1" and term.pane("#{pane_dead_status}"),
-                        30, "the console exiting")
+    try:
+        status = wait_until(lambda: term.pane("#{pane_dead}") == "1" and term.pane("#{pane_dead_status}"),
+                            30, "the console exiting")
+    except TimeoutError:
+        # What was still running, for the artefacts: the console, its kernel, their children.
+        ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args", "--forest"], capture_output=True, text=True)
+        term.shot("not-exited")
+        (ARTIFACTS / "console" / "not-exited-ps.txt").write_text(ps.stdout)
+        raise
     screen = term.shot("exited")
     assert status == "0", f"exit status {status!r}:\n{screen}"
     assert "Traceback" not in screen, screen

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 
 from conftest import (
+    plain,
+    run_ok,
     COMPILE_TIMEOUT,
     REPO,
     RUST_KERNEL_NAME,
@@ -40,7 +42,6 @@ from conftest import (
     wait_reply,
 )
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # The learner's work: an integer, a Vec<String>, a HashMap and a struct of
 # their own, one cell that only prints, and one that changes a `mut` Vec.
@@ -57,14 +58,6 @@ CHECK = 'println!("{} {:?} {:?} {:?}", kept + 1, names, table.get("x"), point);'
 EXPECTED = '42 ["ada", "grace", "linus"] Some(7) Point { x: 3, y: -4 }\n'
 
 
-def plain(text: str) -> str:
-    return ANSI.sub("", text)
-
-
-def run_ok(kc, code: str, **kw):
-    res = execute(kc, code, **kw)
-    assert res.status == "ok", res.describe()
-    return res
 
 
 def assert_state_kept(kc):

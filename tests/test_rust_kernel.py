@@ -17,6 +17,8 @@ import time
 import pytest
 
 from conftest import (
+    plain,
+    run_ok,
     COMPILE_TIMEOUT,
     RUST_KERNEL_NAME,
     collect_iopub,
@@ -30,7 +32,6 @@ from conftest import (
     wait_reply,
 )
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 HTML_TYPE = """\
 pub struct Html(pub String);
@@ -41,14 +42,6 @@ impl Html {
 }"""
 
 
-def plain(text: str) -> str:
-    return ANSI.sub("", text)
-
-
-def run_ok(kc, code: str, **kw):
-    res = execute(kc, code, **kw)
-    assert res.status == "ok", res.describe()
-    return res
 
 
 def merged_streams(res) -> list[tuple[str, str]]:
@@ -188,30 +181,6 @@ def test_panic_in_a_spawned_thread_does_not_fail_the_cell(rust_kernel):
     assert res.status == "ok", res.describe()
     assert res.stream("stdout") == "joined: true\n"
     assert "worker failed" in res.stream("stderr")
-
-
-PROCESS_DEATHS = [
-    pytest.param("std::process::abort()", "SIGABRT", id="abort"),
-    pytest.param("unsafe { std::ptr::null_mut::<i32>().write(1) }", "signal", id="null-write"),
-    pytest.param("fn recurse(n: u64) -> u64 { recurse(n + 1) + 1 }\nrecurse(0);", "signal", id="stack-overflow"),
-    pytest.param("std::process::exit(3)", "exit status: 3", id="exit-3"),
-]
-
-
-@pytest.mark.parametrize("code,cause", PROCESS_DEATHS)
-def test_process_death_is_reported_and_the_next_cell_works(rust_kernel, code, cause):
-    km, kc = rust_kernel
-    run_ok(kc, "let doomed = 7;")
-    res = execute(kc, code)
-    assert res.status == "error"
-    assert res.content["ename"] == "EvaluationProcessDied", res.describe()
-    assert cause in res.content["evalue"], res.content["evalue"]
-    assert "variables restored: " in res.content["evalue"] and "doomed" in res.content["evalue"]
-    assert len(res.errors()) == 1
-    after = run_ok(kc, "doomed + 1")
-    assert after.result_text() == "8", "the variable came back with its value"
-    assert after.content["execution_count"] == res.content["execution_count"] + 1
-    assert km.is_alive()
 
 
 def test_stop_on_error_aborts_queued_cells(rust_kernel):

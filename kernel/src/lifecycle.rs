@@ -91,8 +91,10 @@ fn start_watchdog() {
     let spawned = std::process::Command::new(exe)
         .env(WATCHDOG_ENV, "1")
         .stdin(std::process::Stdio::piped())
+        // Nothing of the kernel's terminal: a frontend that waits for it to
+        // close (a console in tmux) must not wait for the watchdog too.
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::null())
         .spawn();
     match spawned {
         Ok(mut child) => {
