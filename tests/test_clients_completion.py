@@ -96,3 +96,28 @@ def test_completion_and_inspect_anywhere_in_a_multibyte_cell(kernel):
         assert wait_reply(kernel, msg_id, COMPILE_TIMEOUT)["content"]["status"] == "ok", pos
     res = execute(kernel, "6 * 7")
     assert res.result_text() == "42", res.describe()
+
+
+def test_the_first_tab_of_a_new_session_completes_std_paths():
+    """Before rust-analyzer has analysed std (a new session, or after it was let go
+    when the learner was idle) a path into the standard library is completed from
+    the toolchain's sources: the first Tab already offers the item, with the
+    signature of a function."""
+    from conftest import RUST_KERNEL_NAME, start_kernel, stop_kernel
+
+    km, kc = start_kernel(RUST_KERNEL_NAME, ready_timeout=COMPILE_TIMEOUT)
+    try:
+        assert execute(kc, "let n: u64 = 1;", timeout=COMPILE_TIMEOUT).status == "ok"
+        for code, replaced, expected in [
+            ("let old = std::mem::repla", "repla", {"replace"}),
+            ("std::sync::atomic::AtomicU6", "AtomicU6", {"AtomicU64"}),
+            ("std::thread::sp", "sp", {"spawn"}),
+            ("std::sync::Mu", "Mu", {"Mutex", "MutexGuard"}),
+        ]:
+            reply = complete(kc, code)  # once: no second Tab
+            check_reply(reply, code, replaced, expected)
+        types = complete(kc, "std::mem::repla")["metadata"]["_jupyter_types_experimental"]
+        assert any(t["text"] == "replace" and "fn replace<T>(dest: &mut T, src: T) -> T" in t.get("signature", "")
+                   for t in types), types
+    finally:
+        stop_kernel(km, kc)

@@ -9,6 +9,7 @@ pub mod cell_cache;
 pub mod cpu_strip;
 pub mod evcxr;
 pub mod mock;
+pub mod std_paths;
 pub mod timing;
 
 use crate::iopub::Output;

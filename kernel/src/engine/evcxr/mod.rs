@@ -227,6 +227,7 @@ impl EvcxrEngine {
     /// Starts evcxr (which compiles a first cell to check the toolchain:
     /// seconds, not milliseconds), its evaluation process and the capture.
     pub fn new(output: Output) -> Result<EvcxrEngine> {
+        super::std_paths::prepare();
         let capture = Capture::new(output.clone());
         {
             // Dependency builds ("Compiling rayon v1.12.0") go to the running cell.
@@ -680,7 +681,8 @@ fn c_len(s: &str, i: usize) -> usize {
 impl EvcxrEngine {
     /// Completions while rust-analyzer is not ready: the session's variables
     /// and items and the cell's own words that start with the identifier
-    /// before the cursor. After `::` or `.` only the analyzer knows: nothing.
+    /// before the cursor; after `std::…::` the module's items, read from the
+    /// standard library's sources. After `.` only the analyzer knows: nothing.
     fn names_completions(&self, code: &str, byte: usize) -> Completions {
         let before = &code[..byte];
         let start = before
@@ -695,7 +697,19 @@ impl EvcxrEngine {
             cursor_start: byte_to_char(code, start),
             cursor_end: byte_to_char(code, byte),
         };
-        if prefix.is_empty() || before[..start].ends_with("::") || before[..start].ends_with('.') {
+        if let Some(module) = before[..start].strip_suffix("::") {
+            // A path: into the standard library, from its sources; nothing else is known yet.
+            let path_start = module
+                .char_indices()
+                .rev()
+                .take_while(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .last()
+                .map_or(module.len(), |(i, _)| i);
+            let path: Vec<&str> = module[path_start..].trim_start_matches("::").split("::").collect();
+            completions.candidates = super::std_paths::complete(&path, prefix);
+            return completions;
+        }
+        if prefix.is_empty() || before[..start].ends_with('.') {
             return completions;
         }
         let mut seen = std::collections::BTreeSet::new();
