@@ -1110,6 +1110,12 @@ impl EvalContext {
             || error.message().starts_with("cannot find type")
             || error.message().starts_with("consider importing");
         if unusable_type && !state.types_from_compiler.is_empty() {
+            // rustc names types by their shortest path (`JoinHandle<usize>`) and suggests the
+            // import (`use std::thread::JoinHandle;`): write the full path where it is missing.
+            if qualify_from_suggestions(error, state) {
+                fixed_errors.insert("Variable type paths from the compiler");
+                return Ok(());
+            }
             state.types_from_compiler.clear();
             let analysis_code = state.analysis_code(user_code.clone());
             self.fix_variable_types(state, analysis_code)?;
@@ -1226,6 +1232,9 @@ fn type_found_by_compiler(error: &CompilationError) -> Option<String> {
     labels.iter().find_map(|span| {
         let label = span["label"].as_str()?;
         let found = label.strip_prefix("expected `String`, found `")?.strip_suffix('`')?;
+        // A literal's type that nothing in the cell pinned down: the storing code comes after
+        // all of the cell's own, so rustc falls back to i32 and f64, as for any program.
+        let found = &found.replace("{integer}", "i32").replace("{float}", "f64");
         // Closures, elided parts, opaque types: rust-analyzer must name them (or refuse).
         if found == "&str" {
             return Some("&'static str".to_owned());
@@ -1237,6 +1246,59 @@ fn type_found_by_compiler(error: &CompilationError) -> Option<String> {
             && !found.starts_with('&');
         writable.then(|| found.to_owned())
     })
+}
+
+/// Writes the paths that `error`'s import suggestions give (`use std::thread::JoinHandle;`)
+/// into the types of the variables typed by the compiler; true when one changed.
+fn qualify_from_suggestions(error: &CompilationError, state: &mut ContextState) -> bool {
+    fn suggestions(json: &serde_json::Value, out: &mut Vec<String>) {
+        if let Some(s) = json["suggested_replacement"].as_str() {
+            out.push(s.to_owned());
+        }
+        for key in ["spans", "children"] {
+            for v in json[key].as_array().into_iter().flatten() {
+                suggestions(v, out);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    suggestions(&error.json, &mut found);
+    let mut changed = false;
+    for suggestion in found {
+        let Some(path) = suggestion.trim().strip_prefix("use ").and_then(|p| p.strip_suffix(';')) else {
+            continue;
+        };
+        let Some((_, name)) = path.rsplit_once("::") else { continue };
+        if path.contains([' ', '{', '*']) || name.is_empty() {
+            continue;
+        }
+        for variable in &state.types_from_compiler {
+            if let Some(v) = state.variable_states.get_mut(variable) {
+                let qualified = qualify(&v.type_name, name, path);
+                if qualified != v.type_name {
+                    v.type_name = qualified;
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// `ty` with each bare use of the type `name` (not already after `::`) written as `path`.
+fn qualify(ty: &str, name: &str, path: &str) -> String {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(ty.len());
+    let mut rest = ty;
+    while let Some(at) = rest.find(name) {
+        let (before, after) = (&rest[..at], &rest[at + name.len()..]);
+        let whole = !before.ends_with(ident) && !before.ends_with(':') && !after.starts_with(ident);
+        out.push_str(before);
+        out.push_str(if whole { path } else { name });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn non_persistable_type_error(variable_name: &str, actual_type: &str) -> Result<(), Error> {
@@ -2365,6 +2427,17 @@ mod tests {
     use super::*;
     use ra_ap_syntax::SourceFile;
     use ra_ap_syntax::ast::HasAttrs;
+
+    #[test]
+    fn qualify_writes_the_path_of_bare_names_only() {
+        let q = |ty| super::qualify(ty, "JoinHandle", "std::thread::JoinHandle");
+        assert_eq!(q("JoinHandle<usize>"), "std::thread::JoinHandle<usize>");
+        assert_eq!(q("Vec<JoinHandle<()>>"), "Vec<std::thread::JoinHandle<()>>");
+        assert_eq!(q("std::thread::JoinHandle<u8>"), "std::thread::JoinHandle<u8>");
+        assert_eq!(q("MyJoinHandle<u8>"), "MyJoinHandle<u8>");
+        assert_eq!(q("JoinHandles"), "JoinHandles");
+        assert_eq!(q("(JoinHandle<u8>, JoinHandle<i8>)"), "(std::thread::JoinHandle<u8>, std::thread::JoinHandle<i8>)");
+    }
 
     #[test]
     fn test_replace_reserved_words_in_type() {
