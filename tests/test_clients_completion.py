@@ -111,7 +111,7 @@ def test_the_first_tab_of_a_new_session_completes_std_paths():
         for code, replaced, expected in [
             ("let old = std::mem::repla", "repla", {"replace"}),
             ("std::sync::atomic::AtomicU6", "AtomicU6", {"AtomicU64"}),
-            ("std::thread::sp", "sp", {"spawn"}),
+            ("let t:std::thread::sp", "sp", {"spawn"}),
             ("std::sync::Mu", "Mu", {"Mutex", "MutexGuard"}),
         ]:
             reply = complete(kc, code)  # once: no second Tab

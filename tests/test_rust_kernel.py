@@ -545,9 +545,11 @@ def test_variables_whose_types_are_not_in_scope_are_kept(fresh_rust_kernel):
     assert res.stream() == '1 7 ["a"] 3\n', res.describe()
     # rustc names a type by its short path (JoinHandle) and leaves a literal's type open
     # ({integer}): the kernel writes the path rustc suggests importing, and i32 / f64.
-    run_ok(kc, "let handles = vec![std::thread::spawn(|| 1u32)];\nlet xs = vec![1, 2];\nlet ratio = 0.5;")
+    run_ok(kc, "let handles = vec![std::thread::spawn(|| 1u32)];\nlet xs = vec![1, 2];\nlet ratio = 0.5;\n"
+               "let boxed = Box::new(5u8) as Box<dyn std::any::Any>;")
     listed = run_ok(kc, ":vars").result_text()
-    for line in ["handles: Vec<std::thread::JoinHandle<u32>>", "xs: Vec<i32>", "ratio: f64"]:
+    for line in ["handles: Vec<std::thread::JoinHandle<u32>>", "xs: Vec<i32>", "ratio: f64",
+                 "boxed: Box<dyn std::any::Any>"]:
         assert line in listed.splitlines(), listed
     res = run_ok(kc, 'println!("{} {:?} {}", handles.into_iter().map(|h| h.join().unwrap()).sum::<u32>(), xs, ratio);')
     assert res.stream() == "1 [1, 2] 0.5\n", res.describe()

@@ -38,14 +38,33 @@ pub fn prepare() {
 }
 
 /// The public items of the module at `path` (`["std", "mem"]`) whose names
-/// start with `prefix`, sorted by name; empty when the module is not found.
+/// start with `prefix`, sorted by name; empty when the module is not found or
+/// one of its segments is not a public, stable name of its parent (`std::sys`).
 pub fn complete(path: &[&str], prefix: &str) -> Vec<Candidate> {
     let Some(library) = library() else { return Vec::new() };
+    if !CRATES.contains(&path.first().copied().unwrap_or_default()) {
+        return Vec::new();
+    }
+    for depth in 2..=path.len() {
+        let parent = listing(library, &path[..depth - 1]);
+        if !parent.iter().any(|c| c.text == path[depth - 1] && c.kind != "function") {
+            return Vec::new();
+        }
+    }
+    listing(library, path).into_iter().filter(|c| c.text.starts_with(prefix) && c.text != prefix).collect()
+}
+
+/// The module's items, parsed once per session.
+fn listing(library: &Path, path: &[&str]) -> Vec<Candidate> {
     static MODULES: OnceLock<Mutex<HashMap<Vec<String>, Vec<Candidate>>>> = OnceLock::new();
+    let modules = MODULES.get_or_init(Default::default);
     let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-    let mut modules = MODULES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let items = modules.entry(key).or_insert_with(|| module_items(library, path));
-    items.iter().filter(|c| c.text.starts_with(prefix) && c.text != prefix).cloned().collect()
+    if let Some(items) = modules.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return items.clone();
+    }
+    let items = module_items(library, path);
+    modules.lock().unwrap_or_else(|e| e.into_inner()).insert(key, items.clone());
+    items
 }
 
 fn module_items(library: &Path, path: &[&str]) -> Vec<Candidate> {
@@ -55,8 +74,13 @@ fn module_items(library: &Path, path: &[&str]) -> Vec<Candidate> {
     let parsed = SourceFile::parse(&text, Edition::Edition2021).tree();
     let mut items: HashMap<String, Candidate> = HashMap::new();
     for item in parsed.items() {
-        if let ast::Item::MacroCall(call) = &item {
-            for name in macro_defined_types(call) {
+        let macro_body = match &item {
+            ast::Item::MacroCall(call) => call.token_tree(),
+            ast::Item::MacroRules(rules) => rules.token_tree(),
+            _ => None,
+        };
+        if let Some(body) = macro_body {
+            for name in macro_defined_types(&body) {
                 items.entry(name.clone()).or_insert(Candidate { text: name, kind: "type".to_owned(), signature: None });
             }
             continue;
@@ -153,12 +177,11 @@ fn fn_signature(f: &ast::Fn) -> String {
     text.get(from..to).unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Types that a macro call defines, as far as its arguments say: the standard
-/// library declares families of types with macros (`atomic_int! { …,
+/// Types that a macro call or definition declares, as far as its text says: the
+/// standard library declares families of types with macros (`atomic_int! { …,
 /// rustc_diagnostic_item = "AtomicU64", … }`); a stable one names its type so.
-fn macro_defined_types(call: &ast::MacroCall) -> Vec<String> {
-    let Some(args) = call.token_tree() else { return Vec::new() };
-    let text = args.syntax().text().to_string();
+fn macro_defined_types(body: &ast::TokenTree) -> Vec<String> {
+    let text = body.syntax().text().to_string();
     if text.contains("unstable(") {
         return Vec::new();
     }
@@ -188,8 +211,9 @@ fn use_names(tree: &ast::UseTree) -> Vec<(String, &'static str, Option<String>)>
     };
     match name {
         Some(n) if n != "self" && n != "_" => {
-            // A re-export names a module, type or function; the case tells which kind of thing.
-            let kind = if n.starts_with(char::is_uppercase) { "type" } else { "module" };
+            // A re-export names a type (upper case), or a module or a function: which one
+            // would take following the path, so it is only called a re-export.
+            let kind = if n.starts_with(char::is_uppercase) { "type" } else { "re-export" };
             vec![(n, kind, None)]
         }
         _ => Vec::new(),
@@ -219,6 +243,10 @@ mod tests {
         assert!(names(&["std", "sync"], "").contains(&"Mutex".to_string()));
         assert!(names(&["std", "sync"], "Ar").contains(&"Arc".to_string()));
         assert!(names(&["std", "sync", "atomic"], "Atomic").contains(&"AtomicU64".to_string()));
+        assert!(names(&["std", "sync", "atomic"], "AtomicU").contains(&"AtomicUsize".to_string()));
+        // Private modules are not completed, even though their files exist.
+        assert!(names(&["std", "sys"], "").is_empty());
+        assert!(names(&["std", "panicking"], "").is_empty());
         assert!(names(&["std", "thread"], "sp").contains(&"spawn".to_string()));
         assert!(names(&["std"], "thr").contains(&"thread".to_string()));
         // Nothing unstable, nothing private, nothing outside the std crates.

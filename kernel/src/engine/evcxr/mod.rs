@@ -699,13 +699,19 @@ impl EvcxrEngine {
         };
         if let Some(module) = before[..start].strip_suffix("::") {
             // A path: into the standard library, from its sources; nothing else is known yet.
-            let path_start = module
-                .char_indices()
-                .rev()
-                .take_while(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == ':')
-                .last()
-                .map_or(module.len(), |(i, _)| i);
-            let path: Vec<&str> = module[path_start..].trim_start_matches("::").split("::").collect();
+            // The trailing run of `ident::ident`: `let v:std::vec` is the path std::vec.
+            let ident = |c: char| c.is_alphanumeric() || c == '_';
+            let mut path: Vec<&str> = Vec::new();
+            for segment in module.rsplit("::") {
+                let start = segment.char_indices().rev().take_while(|&(_, c)| ident(c)).last().map_or(segment.len(), |(i, _)| i);
+                if start < segment.len() {
+                    path.push(&segment[start..]);
+                }
+                if start > 0 || segment.is_empty() {
+                    break;
+                }
+            }
+            path.reverse();
             completions.candidates = super::std_paths::complete(&path, prefix);
             return completions;
         }

@@ -1106,8 +1106,9 @@ impl EvalContext {
         // A type the compiler named does not work in the cell (not in scope, private): rustc
         // reports it at the variable, or only as a suggestion to import it. Ask
         // rust-analyzer, once for all the cell's variables.
-        let unusable_type = matches!(error.code(), Some("E0412" | "E0433" | "E0603"))
+        let unusable_type = matches!(error.code(), Some("E0405" | "E0412" | "E0433" | "E0603"))
             || error.message().starts_with("cannot find type")
+            || error.message().starts_with("cannot find trait")
             || error.message().starts_with("consider importing");
         if unusable_type && !state.types_from_compiler.is_empty() {
             // rustc names types by their shortest path (`JoinHandle<usize>`) and suggests the
@@ -1263,7 +1264,8 @@ fn qualify_from_suggestions(error: &CompilationError, state: &mut ContextState) 
     }
     let mut found = Vec::new();
     suggestions(&error.json, &mut found);
-    let mut changed = false;
+    // name -> the paths suggested for it
+    let mut paths: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for suggestion in found {
         let Some(path) = suggestion.trim().strip_prefix("use ").and_then(|p| p.strip_suffix(';')) else {
             continue;
@@ -1272,6 +1274,14 @@ fn qualify_from_suggestions(error: &CompilationError, state: &mut ContextState) 
         if path.contains([' ', '{', '*']) || name.is_empty() {
             continue;
         }
+        paths.entry(name.to_owned()).or_default().insert(path.to_owned());
+    }
+    let mut changed = false;
+    for (name, candidates) in &paths {
+        // Two crates (or modules) with a type of that name: which one the variable holds
+        // is for rust-analyzer to say.
+        let [path] = candidates.iter().collect::<Vec<_>>()[..] else { continue };
+        let name = name.as_str();
         for variable in &state.types_from_compiler {
             if let Some(v) = state.variable_states.get_mut(variable) {
                 let qualified = qualify(&v.type_name, name, path);
