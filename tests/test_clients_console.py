@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.servers import ARTIFACTS, VENV_BIN, alive, artifacts, end_processes, kernel_files, pids_mentioning, wait_until
+from clients.servers import ARTIFACTS, VENV_BIN, alive, artifacts, end_processes, kernel_files, pids_mentioning, state, wait_until
 from conftest import COMPILE_TIMEOUT, RUST_KERNEL_NAME
 
 
@@ -139,14 +139,6 @@ def test_console_tab_completion_inserts_the_name(console):
                    30, "an empty prompt")
 
 
-def state_of(pid: int) -> str | None:
-    """The state letter of a process (Z for exited but not yet reaped), None once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
 def test_console_exits_cleanly(console):
     term, runtime = console
     kernel = pids_mentioning(kernel_files(runtime))
@@ -162,7 +154,7 @@ def test_console_exits_cleanly(console):
     # that ended it: then the status stays empty).
     def ended():
         dead, status, sig = term.pane("#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}").split("|")
-        if not (status or sig) and state_of(console_pid) == "Z":
+        if not (status or sig) and state(console_pid) == "Z":
             zombie_since.append(time.monotonic())
             if zombie_since[-1] - zombie_since[0] > 2:
                 # The console has exited but is not reaped: tmux before 3.5 now and then

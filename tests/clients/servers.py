@@ -87,10 +87,15 @@ def _ppid(pid: int) -> int | None:
     return int(stat[1]) if stat else None
 
 
+def state(pid: int) -> str | None:
+    """The process's state letter (Z: exited, not yet reaped); None once it is gone."""
+    stat = _stat(pid)
+    return stat[0] if stat else None
+
+
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
-    stat = _stat(pid)
-    return bool(stat) and stat[0] != "Z"
+    return state(pid) not in (None, "Z")
 
 
 def pids_mentioning(text: str, descendants: bool = True) -> list[int]:

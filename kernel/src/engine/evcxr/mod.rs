@@ -673,6 +673,15 @@ fn inject_fault(code: &str) {
     }
 }
 
+/// Where the identifier that `s` ends with starts (`s.len()` when it ends with none).
+fn ident_start(s: &str) -> usize {
+    s.char_indices()
+        .rev()
+        .take_while(|&(_, c)| c.is_alphanumeric() || c == '_')
+        .last()
+        .map_or(s.len(), |(i, _)| i)
+}
+
 /// Length in bytes of the character at byte `i` of `s`.
 fn c_len(s: &str, i: usize) -> usize {
     s[i..].chars().next().map_or(1, char::len_utf8)
@@ -685,12 +694,7 @@ impl EvcxrEngine {
     /// standard library's sources. After `.` only the analyzer knows: nothing.
     fn names_completions(&self, code: &str, byte: usize) -> Completions {
         let before = &code[..byte];
-        let start = before
-            .char_indices()
-            .rev()
-            .take_while(|(_, c)| c.is_alphanumeric() || *c == '_')
-            .last()
-            .map_or(byte, |(i, _)| i);
+        let start = ident_start(before);
         let prefix = &code[start..byte];
         let mut completions = Completions {
             candidates: Vec::new(),
@@ -700,10 +704,9 @@ impl EvcxrEngine {
         if let Some(module) = before[..start].strip_suffix("::") {
             // A path: into the standard library, from its sources; nothing else is known yet.
             // The trailing run of `ident::ident`: `let v:std::vec` is the path std::vec.
-            let ident = |c: char| c.is_alphanumeric() || c == '_';
             let mut path: Vec<&str> = Vec::new();
             for segment in module.rsplit("::") {
-                let start = segment.char_indices().rev().take_while(|&(_, c)| ident(c)).last().map_or(segment.len(), |(i, _)| i);
+                let start = ident_start(segment);
                 if start < segment.len() {
                     path.push(&segment[start..]);
                 }
