@@ -47,22 +47,28 @@ impl Msg {
 }
 
 fn start() -> Client {
-    start_with(Box::new(|out| Ok(Box::new(MockEngine::new(out)) as Box<dyn Engine>)))
+    start_with(|| Box::new(|out| Ok(Box::new(MockEngine::new(out)) as Box<dyn Engine>)))
 }
 
-fn start_with(engine: EngineFactory) -> Client {
-    let conn: ConnectionInfo = serde_json::from_value(json!({
-        "transport": "tcp", "ip": "127.0.0.1", "key": KEY, "signature_scheme": "hmac-sha256",
-        "shell_port": free_port(), "iopub_port": free_port(), "stdin_port": free_port(),
-        "control_port": free_port(), "hb_port": free_port(),
-    }))
-    .unwrap();
-    let kernel = Kernel::start(KernelConfig {
-        connection: conn.clone(),
-        engine,
-        rustc_version: "1.95.0".into(),
-    })
-    .unwrap();
+/// A kernel on free ports. A port found free can be taken by another test
+/// before the kernel binds it (tests run in parallel): then it starts again
+/// on other ports, a few times at most.
+fn start_with(engine: impl Fn() -> EngineFactory) -> Client {
+    let mut attempts = 0;
+    let (kernel, conn) = loop {
+        let conn: ConnectionInfo = serde_json::from_value(json!({
+            "transport": "tcp", "ip": "127.0.0.1", "key": KEY, "signature_scheme": "hmac-sha256",
+            "shell_port": free_port(), "iopub_port": free_port(), "stdin_port": free_port(),
+            "control_port": free_port(), "hb_port": free_port(),
+        }))
+        .unwrap();
+        attempts += 1;
+        match Kernel::start(KernelConfig { connection: conn.clone(), engine: engine(), rustc_version: "1.95.0".into() }) {
+            Ok(kernel) => break (kernel, conn),
+            Err(e) if attempts < 5 => eprintln!("kernel start on {conn:?} failed ({e}); other ports"),
+            Err(e) => panic!("the kernel did not start in {attempts} attempts: {e}"),
+        }
+    };
     std::mem::forget(kernel);
     let ctx = zmq::Context::new();
     let session = uuid::Uuid::new_v4().to_string();
@@ -495,7 +501,7 @@ fn an_engine_panic_fails_only_its_request() {
 
 #[test]
 fn an_engine_that_cannot_start_leaves_the_protocol_working() {
-    let c = start_with(Box::new(|_| anyhow::bail!("no toolchain here")));
+    let c = start_with(|| Box::new(|_| anyhow::bail!("no toolchain here")));
     c.shell_send("kernel_info_request", json!({}));
     assert_eq!(c.shell_reply().content["status"], "ok");
     let id = c.execute("print x", json!({}));
