@@ -123,6 +123,8 @@ pub fn wrapper_main() -> Option<i32> {
     let is_cell = args
         .windows(2)
         .any(|w| w[0] == "--crate-name" && w[1] == CELL_CRATE);
+    // The engine runs this compile again without cargo while nothing else changes.
+    evcxr::record_rustc_invocation();
     let cached = match (is_cell, cache_dir()) {
         (true, Some(dir)) => compile_cell(
             &dir,

@@ -34,6 +34,7 @@ pub use crate::rust_analyzer::AnalyzerPolicy;
 pub use crate::eval_context::EvalContext;
 pub use crate::eval_context::EvalContextOutputs;
 pub use crate::eval_context::EvalOutputs;
+pub use crate::module::record_rustc_invocation;
 pub use crate::module::set_build_progress_handler;
 pub use crate::runtime::runtime_hook;
 pub use rust_analyzer::Completions;

@@ -27,11 +27,20 @@ use std::process::Command;
 
 mod artifacts;
 pub(crate) mod cache;
+pub(crate) mod direct;
 
 pub(crate) const CORE_EXTERN_ENV: &str = "EVCXR_CORE_EXTERN";
 pub(crate) const CACHE_ENABLED_ENV: &str = "EVCXR_CACHE_ENABLED";
 const EXECUTION_SO_PATH_FILE: &str = ".evcxr-execution-so";
 const EXECUTION_SO_PATH_ENV: &str = "EVCXR_EXECUTION_SO_PATH";
+/// Where a rustc wrapper records how cargo compiled the cell crate (see [`direct`]).
+const RECORD_FILE: &str = ".evcxr-rustc-invocation";
+
+/// In a rustc wrapper: records how cargo invoked it for the cell crate, when the cargo command
+/// asked for it, so that later cells can be compiled without cargo (see [`direct`]).
+pub fn record_rustc_invocation() {
+    direct::record_invocation(CRATE_NAME);
+}
 
 pub(crate) fn shared_object_prefix() -> &'static str {
     if cfg!(target_os = "macos") {
@@ -122,6 +131,8 @@ fn rename_or_copy_so_file(src: &Path, dest: &Path) -> Result<(), Error> {
 #[derive(Default)]
 pub(crate) struct Module {
     build_num: i32,
+    /// The last compile of the cell crate that cargo ran, to run again without it.
+    direct: Option<direct::Direct>,
     last_allow_static: Option<bool>,
 }
 
@@ -131,6 +142,7 @@ impl Module {
     pub(crate) fn new() -> Result<Module, Error> {
         Ok(Module {
             build_num: 0,
+            direct: None,
             last_allow_static: None,
         })
     }
@@ -179,6 +191,7 @@ impl Module {
         if self.last_allow_static == Some(!config.allow_static_linking) {
             // If allow_static_linking has changed, then we need to rebuild everything.
             config.cargo_command("clean").output()?;
+            self.direct = None;
         }
         self.last_allow_static = Some(config.allow_static_linking);
         let mut command = config.cargo_command("build");
@@ -191,25 +204,44 @@ impl Module {
         let next_build_num = self.build_num + 1;
         let so_path_file = config.crate_dir().join(EXECUTION_SO_PATH_FILE);
         command.env(EXECUTION_SO_PATH_ENV, &so_path_file);
+        let record_file = config.crate_dir().join(RECORD_FILE);
+        command.env(direct::RECORD_ENV, &record_file);
 
-        match fs::remove_file(&so_path_file) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error.into()),
-        }
+        let so_file = match self.compile_directly(&command, config, code_block)? {
+            Some(so_file) => so_file,
+            None => {
+                for file in [&so_path_file, &record_file] {
+                    match fs::remove_file(file) {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                let started = std::time::SystemTime::now();
+                let output = spawn_cargo(&mut command)?;
+                // Recorded even when the cell failed to compile (the next attempt is usually
+                // the same crate with other code).
+                self.direct = direct::Direct::after_cargo(
+                    &command,
+                    config.crate_dir(),
+                    &record_file,
+                    started,
+                    &output.stdout,
+                );
+                let cargo_output = cargo_result(output, code_block)?;
+                if config.time_passes {
+                    let output = String::from_utf8_lossy(&cargo_output.stderr);
+                    eprintln!("{output}");
+                }
 
-        let cargo_output = run_cargo(command, code_block)?;
-        if config.time_passes {
-            let output = String::from_utf8_lossy(&cargo_output.stderr);
-            eprintln!("{output}");
-        }
-
-        let so_file = match fs::read_to_string(&so_path_file) {
-            Ok(path) => PathBuf::from(path),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                compiled_so_path(&cargo_output.stdout)?
+                match fs::read_to_string(&so_path_file) {
+                    Ok(path) => PathBuf::from(path),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                        compiled_so_path(&cargo_output.stdout)?
+                    }
+                    Err(error) => return Err(error.into()),
+                }
             }
-            Err(error) => return Err(error.into()),
         };
 
         let copied_so_file = so_file.with_file_name(shared_object_name_from_crate_name(&format!(
@@ -226,6 +258,51 @@ impl Module {
         Ok(SoFile {
             path: copied_so_file,
         })
+    }
+
+    /// Compiles the cell crate with the compile cargo recorded last, when nothing cargo depends
+    /// on changed since. Returns the shared object, or None when cargo has to run (nothing
+    /// recorded, something changed, or the direct compile failed without compiler errors).
+    fn compile_directly(
+        &mut self,
+        command: &Command,
+        config: &Config,
+        code_block: &CodeBlock,
+    ) -> Result<Option<PathBuf>, Error> {
+        let Some(direct) = &self.direct else {
+            return Ok(None);
+        };
+        if config.time_passes
+            || !direct::enabled()
+            || !direct.still_valid(command, config.crate_dir())
+        {
+            self.direct = None;
+            return Ok(None);
+        }
+        let Ok(output) = direct.run() else {
+            self.direct = None;
+            return Ok(None);
+        };
+        if output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let so_file = read_artifacts(&stderr).into_iter().find(|a| {
+                a.emit == "link"
+                    && a.path.extension() == Some(std::ffi::OsStr::new(shared_object_extension()))
+            });
+            if let Some(so_file) = so_file.filter(|a| a.path.is_file()) {
+                return Ok(Some(so_file.path));
+            }
+        } else if output.status.code().is_some() {
+            let (errors, _) = errors_from_cargo_output(&output, code_block);
+            if !errors.is_empty() {
+                return Err(Error::CompilationErrors(errors));
+            }
+        } else {
+            // Killed (an interrupt stops the compiler), as cargo would have been.
+            bail!(Error::Message("the compiler was stopped".to_owned()));
+        }
+        self.direct = None;
+        Ok(None)
     }
 
     fn write_code(&self, code_block: &CodeBlock, config: &Config) -> Result<(), Error> {
@@ -512,12 +589,8 @@ fn map_extern_arg(ext: &str) -> OsString {
     OsString::from(ext)
 }
 
-/// Run a cargo command prepared for the provided `code_block`, processing the
-/// command's output.
-fn run_cargo(
-    mut command: std::process::Command,
-    code_block: &CodeBlock,
-) -> Result<std::process::Output, Error> {
+/// Runs a cargo command, passing its progress lines on as they come.
+fn spawn_cargo(command: &mut std::process::Command) -> Result<std::process::Output, Error> {
     use std::io::BufRead;
     use std::io::Read;
 
@@ -551,11 +624,18 @@ fn run_cargo(
     let status = child.wait()?;
     let all_output = output_thread.join().expect("Panic in child thread")?;
 
-    let cargo_output = std::process::Output {
+    Ok(std::process::Output {
         status,
         stdout: all_output,
         stderr: all_errors,
-    };
+    })
+}
+
+/// A cargo run's output, or the errors it reports for the provided `code_block`.
+fn cargo_result(
+    cargo_output: std::process::Output,
+    code_block: &CodeBlock,
+) -> Result<std::process::Output, Error> {
     if cargo_output.status.success() {
         Ok(cargo_output)
     } else {

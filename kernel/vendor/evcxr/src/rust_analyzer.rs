@@ -80,8 +80,9 @@ pub struct AnalyzerPolicy {
     /// Analyse in the background ahead of need: at start and after each cell whose Cargo.toml
     /// changed (fast first answers; the analysis of std holds a few hundred MB).
     pub warm_ahead: bool,
-    /// Drop the analysis after this long without use (None: keep it). It is rebuilt on the
-    /// next use; until then completions answer from what the session knows.
+    /// Drop the analysis after this long without use (None: keep it), counted from the last
+    /// request, however long its analysis took. It is rebuilt on the next use; until then
+    /// completions answer from what the session knows.
     pub retire_after: Option<std::time::Duration>,
 }
 
@@ -231,6 +232,7 @@ impl Analyzer {
         let busy = Arc::new(AtomicBool::new(true));
         let lent = Arc::new(Mutex::new(Some(analyzer)));
         let retire_after = self.policy.retire_after;
+        let lent_at = std::time::Instant::now();
         let (in_thread, in_stop, in_busy) = (lent.clone(), stop.clone(), busy.clone());
         let spawned = std::thread::Builder::new()
             .name("ra-background".to_owned())
@@ -263,7 +265,7 @@ impl Analyzer {
                 release_free_memory();
                 let end = if warm { JobEnd::Warm } else { JobEnd::Cold };
                 let Some(idle) = retire_after else { return end };
-                if !wait(idle) || analyzer.last_cargo_toml.is_none() {
+                if !wait(idle.saturating_sub(lent_at.elapsed())) || analyzer.last_cargo_toml.is_none() {
                     return end;
                 }
                 match RustAnalyzer::new(std::path::Path::new(analyzer.root_directory.as_str())) {
