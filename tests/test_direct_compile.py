@@ -1,4 +1,6 @@
-"""Cells compiled without cargo: while nothing cargo would look at has changed
+"""Cargo's work that a cell skips.
+
+Cells compiled without cargo: while nothing cargo would look at has changed
 since its last run (Cargo.toml, the environment, the dependencies' libraries,
 the files of path dependencies), the engine runs the compiler the way cargo
 last did, which saves cargo's checks of every dependency on each cell. Any
@@ -8,6 +10,10 @@ Whether cargo ran is read from its fingerprint of the cell crate
 (`.fingerprint/ctx-*/` in the build folder), which cargo rewrites each time it
 builds the crate; `EVCXR_DIRECT_COMPILE=0` (every cell through cargo) shows
 that this reading sees cargo's runs.
+
+`:dep`s validated in an earlier session are not validated again (`cargo
+metadata` in the build folder's `validate-dep/`), unless a path dependency's
+Cargo.toml changed.
 """
 
 from __future__ import annotations
@@ -100,3 +106,40 @@ def test_direct_compile_off_runs_cargo_for_every_cell(kernel_with_dep):
     stamp = cargo_stamp(cache_root)
     assert value(kc, "tbdirect::value() + 1") == "2"
     assert cargo_stamp(cache_root) > stamp, "the fingerprint shows each cargo run"
+
+
+def dep_session(cache_root: Path, crate: Path) -> tuple[str, str]:
+    """Runs `:dep tbdirect` in a new kernel; returns its status and error text."""
+    env = dict(os.environ, THREADBOOK_CACHE_DIR=str(cache_root))
+    km, kc = start_kernel(RUST_KERNEL_NAME, ready_timeout=COMPILE_TIMEOUT, env=env)
+    try:
+        res = execute(kc, f':dep tbdirect = {{ path = "{crate}" }}', timeout=COMPILE_TIMEOUT)
+        return res.status, " ".join(res.content.get("traceback", []) + [res.content.get("evalue", "")])
+    finally:
+        stop_kernel(km, kc)
+
+
+def validation_stamp(cache_root: Path) -> int:
+    manifests = list((cache_root / "engine").glob("slot-*/validate-dep/Cargo.toml"))
+    assert len(manifests) == 1, manifests
+    return manifests[0].stat().st_mtime_ns
+
+
+def test_a_dependency_is_validated_once_until_its_manifest_changes(tmp_path):
+    crate = tmp_path / "tbdirect"
+    write_crate(crate, 1)
+    cache_root = tmp_path / "cache"
+    assert dep_session(cache_root, crate)[0] == "ok"
+    stamp = validation_stamp(cache_root)
+    assert dep_session(cache_root, crate)[0] == "ok"
+    assert validation_stamp(cache_root) == stamp, "the second session did not validate it again"
+
+    # The same crate without a library: a changed manifest is validated again, and refused.
+    (crate / "Cargo.toml").write_text(
+        '[package]\nname = "tbdirect"\nversion = "0.1.0"\nedition = "2021"\nautolib = false\n'
+        '[[bin]]\nname = "tbdirect"\npath = "src/lib.rs"\n'
+    )
+    status, error = dep_session(cache_root, crate)
+    assert status == "error"
+    assert "missing a lib target" in error, error
+    assert validation_stamp(cache_root) > stamp

@@ -35,8 +35,12 @@ pub(crate) fn get_library_names(config: &Config) -> Result<Vec<String>> {
 }
 
 pub(crate) fn validate_dep(dep: &str, dep_config: &str, config: &Config) -> Result<()> {
+    // In a folder of its own: the crate's Cargo.toml and Cargo.lock stay as they are, so the next
+    // build need not resolve its dependencies again.
+    let dir = config.crate_dir().join("validate-dep");
+    std::fs::create_dir_all(&dir)?;
     std::fs::write(
-        config.crate_dir().join("Cargo.toml"),
+        dir.join("Cargo.toml"),
         format!(
             r#"
     [package]
@@ -53,7 +57,7 @@ pub(crate) fn validate_dep(dep: &str, dep_config: &str, config: &Config) -> Resu
         ),
     )?;
     let mut cmd = config.cargo_command("metadata");
-    let output = cmd.arg("--format-version=1").output()?;
+    let output = cmd.current_dir(&dir).arg("--format-version=1").output()?;
     if output.status.success() {
         static NO_LIB_PATTERN: Lazy<Regex> = Lazy::new(|| {
             Regex::new("ignoring invalid dependency `(.*)` which is missing a lib target").unwrap()

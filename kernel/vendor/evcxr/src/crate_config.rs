@@ -21,14 +21,23 @@ pub(crate) struct ExternalCrate {
     pub(crate) config: String,
 }
 
+impl ExternalCrate {
+    /// The folder of a path dependency (made absolute by [`ExternalCrate::new`]).
+    pub(crate) fn path(&self) -> Option<&Path> {
+        let captures = PATH_RE.captures(&self.config)?;
+        let path = Path::new(captures.get(2)?.as_str());
+        path.is_absolute().then_some(path)
+    }
+}
+
+static PATH_RE: Lazy<Regex> = Lazy::new(|| Regex::new("^(.*)path *= *\"([^\"]+)\"(.*)$").unwrap());
+
 fn make_paths_absolute(config: String) -> Result<String, Error> {
     // Perhaps not the nicest way to do this. Using a toml parser would possibly
     // be nicer. At the time this was written that wasn't an option due to a
     // compiler bug that prevented us from using any crate that used custom
     // derive. That bug is long fixed though, so switching this to use a toml
     // parser would be an option.
-    static PATH_RE: Lazy<Regex> =
-        Lazy::new(|| Regex::new("^(.*)path *= *\"([^\"]+)\"(.*)$").unwrap());
     if let Some(captures) = PATH_RE.captures(&config) {
         let path = Path::new(&captures[2]);
         if !path.is_absolute() {

@@ -1670,7 +1670,23 @@ impl ContextState {
             return Ok(());
         }
         let external = ExternalCrate::new(dep.to_owned(), dep_config.to_owned())?;
-        crate::cargo_metadata::validate_dep(&external.name, &external.config, &self.config)?;
+        // A dependency validated in an earlier session (in the same build folder) is not
+        // validated again: `cargo metadata` costs a few hundred milliseconds per `:dep`.
+        let validated = self.config.crate_dir().join(VALIDATED_DEPS_FILE);
+        let key = validated_dep_key(&external);
+        let known = std::fs::read_to_string(&validated)
+            .is_ok_and(|known| known.lines().any(|line| line == key));
+        if !known {
+            crate::cargo_metadata::validate_dep(&external.name, &external.config, &self.config)?;
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&validated)
+            {
+                use std::io::Write;
+                let _ = writeln!(file, "{key}");
+            }
+        }
         self.external_deps.insert(dep.to_owned(), external);
         Ok(())
     }
@@ -2359,6 +2375,22 @@ fn default_tool_path(tool: &str, fallback: &str) -> Result<PathBuf> {
         }
     }
     anyhow::bail!("Cannot find `{}` binary", tool);
+}
+
+/// Dependencies validated before, in the build folder: one key of [`validated_dep_key`] a line.
+const VALIDATED_DEPS_FILE: &str = ".evcxr-validated-deps";
+
+/// A dependency's name and configuration and, for a path dependency, its Cargo.toml (a changed
+/// manifest is validated again).
+fn validated_dep_key(external: &ExternalCrate) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    external.name.hash(&mut hasher);
+    external.config.hash(&mut hasher);
+    if let Some(path) = external.path() {
+        std::fs::read(path.join("Cargo.toml")).ok().hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
 }
 
 fn default_cargo_path() -> Result<PathBuf> {

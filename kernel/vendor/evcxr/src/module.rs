@@ -28,6 +28,7 @@ use std::process::Command;
 mod artifacts;
 pub(crate) mod cache;
 pub(crate) mod direct;
+mod lockfiles;
 
 pub(crate) const CORE_EXTERN_ENV: &str = "EVCXR_CORE_EXTERN";
 pub(crate) const CACHE_ENABLED_ENV: &str = "EVCXR_CACHE_ENABLED";
@@ -149,11 +150,14 @@ impl Module {
 
     // Writes Cargo.toml. Should be called before compile.
     pub(crate) fn write_cargo_toml(&self, state: &ContextState) -> Result<(), Error> {
-        write_file(
-            state.config.crate_dir(),
-            "Cargo.toml",
-            &self.get_cargo_toml_contents(state),
-        )
+        let dir = state.config.crate_dir();
+        let contents = self.get_cargo_toml_contents(state);
+        let changed = fs::read_to_string(dir.join("Cargo.toml")).map_or(true, |c| c != contents);
+        write_file(dir, "Cargo.toml", &contents)?;
+        if changed {
+            lockfiles::restore(dir, &contents);
+        }
+        Ok(())
     }
 
     // Writes .cargo/config.toml. Should be called before compile.
@@ -228,6 +232,9 @@ impl Module {
                     started,
                     &output.stdout,
                 );
+                if output.status.success() {
+                    lockfiles::save(config.crate_dir());
+                }
                 let cargo_output = cargo_result(output, code_block)?;
                 if config.time_passes {
                     let output = String::from_utf8_lossy(&cargo_output.stderr);
