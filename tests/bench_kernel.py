@@ -220,6 +220,19 @@ def measure(kernel, runs):
         except Exception as e:  # report, don't stop
             res[part.__name__] = f"failed: {str(e)[:40]}"
     figure("trivial cell, warm (s)", lambda: median([run_cell(kc, "1 + 1")[0] for _ in range(10)]))
+    if kernel == "threadbook":
+        # The same with every compile through cargo, as before cells were
+        # compiled without it.
+        def warm_through_cargo():
+            env = dict(os.environ, EVCXR_DIRECT_COMPILE="0")
+            km0, kc0 = start_new_kernel(kernel_name=kernel, startup_timeout=120, env=env)
+            try:
+                run_cell(kc0, "1 + 1")
+                return median([run_cell(kc0, "1 + 1")[0] for _ in range(10)])
+            finally:
+                km0.shutdown_kernel(now=True)
+
+        figure("  … every compile through cargo (s)", warm_through_cargo)
     figure("kernel_info round trip (ms)", lambda: 1000 * rtt(kc, "get_shell_msg", kc.kernel_info))
     figure(
         "is_complete round trip (ms)",
