@@ -19,11 +19,21 @@ Cargo.toml changed.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import COMPILE_TIMEOUT, RUST_KERNEL_NAME, execute, start_kernel, stop_kernel
+from conftest import (
+    COMPILE_TIMEOUT,
+    RUST_KERNEL_NAME,
+    drain,
+    execute,
+    send_interrupt,
+    start_kernel,
+    stop_kernel,
+    wait_reply,
+)
 
 
 def write_crate(root: Path, value: int) -> None:
@@ -97,6 +107,35 @@ def test_a_changed_dependency_list_goes_through_cargo(kernel_with_dep, tmp_path)
     assert execute(kc, f':dep tbother = {{ path = "{other}" }}', timeout=COMPILE_TIMEOUT).status == "ok"
     assert value(kc, "tbother::N + tbdirect::value() + 1") == "42"
     assert cargo_stamp(cache_root) > stamp
+
+
+# Constant evaluation that keeps the compiler busy for about 20 s (measured on 2 cores).
+SLOW_TO_COMPILE = """\
+#[allow(long_running_const_eval)]
+const SLOW: u64 = {
+    let (mut i, mut s) = (0u64, 0u64);
+    while i < 1_500_000_000 { s = s.wrapping_mul(31).wrapping_add(i); i += 1; }
+    s
+};
+println!("{}", SLOW);"""
+
+
+def test_an_interrupt_stops_a_compile_without_cargo(kernel_with_dep):
+    kc, _, cache_root = kernel_with_dep
+    assert value(kc, "let kept: u32 = tbdirect::value() + 1;") is None
+    stamp = cargo_stamp(cache_root)
+    drain(kc)
+    msg_id = kc.execute(SLOW_TO_COMPILE)
+    time.sleep(2)
+    t0 = time.monotonic()
+    send_interrupt(kc)
+    reply = wait_reply(kc, msg_id, COMPILE_TIMEOUT)["content"]
+    stopped_after = time.monotonic() - t0
+    assert reply["status"] == "error" and reply["ename"] == "Interrupted", reply
+    assert "while it compiled" in reply["evalue"], reply
+    assert stopped_after < 5, f"the compiler ran on for {stopped_after:.1f} s after the interrupt"
+    assert cargo_stamp(cache_root) == stamp, "the stopped compile was one without cargo"
+    assert value(kc, "kept") == "2", "and the session goes on with its variables"
 
 
 @pytest.mark.parametrize("kernel_with_dep", [{"EVCXR_DIRECT_COMPILE": "0"}], indirect=True)
