@@ -11,8 +11,6 @@ unchanged. Screenshots of each step: build/test-artifacts/browser/.
 
 Settings JupyterLab gets here (user settings of this server only):
 - notebook windowingMode "none": every cell in the DOM, not only those in view;
-- completer providerTimeout 5 s instead of 1 s (the first completion after a
-  kernel starts takes seconds while rust-analyzer loads std; see README);
 - autosave off; no update check or news (no network here);
 - checkpoints (written when a notebook is opened) in the artefacts folder.
 """
@@ -41,7 +39,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 NOTEBOOK = NOTEBOOKS / "05-parallelism.ipynb"
 LAB_SETTINGS = {
     "notebook-extension/tracker": {"windowingMode": "none"},
-    "completer-extension/manager": {"providerTimeout": 5000},
     "docmanager-extension/plugin": {"autosave": False},
     "apputils-extension/notification": {"checkForUpdates": False, "fetchNews": "false"},
 }
@@ -248,8 +245,9 @@ def test_lab_tab_completion_inserts_the_name(notebook):
     popup = page.locator(".jp-Completer:not(.lm-mod-hidden)")
 
     def tab_answered():
-        # While rust-analyzer still analyses (after the notebook's :dep cells) the kernel
-        # answers within a second with what it has; a learner presses Tab again.
+        # JupyterLab waits 1 s (its default): while rust-analyzer still analyses (after the
+        # notebook's :dep cells) the kernel answers at once with what it has; a learner
+        # presses Tab again.
         page.keyboard.press("Tab")
         time.sleep(1.5)
         return popup.is_visible() or notebook.editor_text(cell) != "std::mem::repl"

@@ -111,6 +111,8 @@ pub(crate) struct Analyzer {
     job: Option<Job>,
     /// The Cargo.toml for which an analysis last ran to the end.
     warmed_for: Option<Vec<u8>>,
+    /// An analysis has run to the end since rust-analyzer started or last let go of it.
+    analysed: bool,
     policy: AnalyzerPolicy,
 }
 
@@ -144,6 +146,7 @@ impl Analyzer {
             idle: Some(analyzer),
             job: None,
             warmed_for: None,
+            analysed: false,
             policy: AnalyzerPolicy::default(),
         }
     }
@@ -187,6 +190,7 @@ impl Analyzer {
     pub(crate) fn mark_warm(&mut self) {
         if let Some(analyzer) = &self.idle {
             self.warmed_for.clone_from(&analyzer.last_cargo_toml);
+            self.analysed = true;
         }
     }
 
@@ -211,8 +215,14 @@ impl Analyzer {
             salsa::attach(analyzer.analysis_host.raw_database(), || ());
         }
         match end {
-            JobEnd::Warm => self.warmed_for = Some(job.cargo_toml),
-            JobEnd::Retired => self.warmed_for = None,
+            JobEnd::Warm => {
+                self.warmed_for = Some(job.cargo_toml);
+                self.analysed = true;
+            }
+            JobEnd::Retired => {
+                self.warmed_for = None;
+                self.analysed = false;
+            }
             JobEnd::Cold => {}
         }
         self.idle = analyzer;
@@ -316,6 +326,23 @@ impl Analyzer {
         deadline: std::time::Duration,
     ) -> Result<Completions> {
         let started = std::time::Instant::now();
+        // Until a first analysis has run to the end, the answer is seconds away (std's
+        // analysis): the deadline is not waited for. A job already analysing goes on; if none
+        // does, this completion starts one, and a later one finds it warm. (After a change of
+        // Cargo.toml only the new dependencies are analysed: that is waited for.)
+        if !self.busy() {
+            // A job past its analysis (counting down its idle time) has its result.
+            self.settle(false);
+        }
+        let cold = !self.analysed;
+        if cold && self.busy() {
+            return Err(NotReady.into());
+        }
+        let deadline = if cold {
+            std::time::Duration::ZERO
+        } else {
+            deadline
+        };
         while self.busy() {
             if started.elapsed() >= deadline {
                 return Err(NotReady.into());
