@@ -110,10 +110,11 @@ FIRST_UNTYPED_LET = "let w = vec![1u64; 1000];"
 COMPLETE = "std::mem::repla"
 
 
-def timed_completion(kc):
-    """Seconds to the reply of a completion of `std::mem::repla`, and its matches."""
+def timed_completion(kc, code=COMPLETE):
+    """Seconds to the reply of a completion at the end of `code` (by default
+    `std::mem::repla`), and its matches."""
     t0 = time.perf_counter()
-    msg_id = kc.complete(COMPLETE, len(COMPLETE))
+    msg_id = kc.complete(code, len(code))
     while True:
         reply = kc.get_shell_msg(timeout=60)
         if reply["parent_header"].get("msg_id") == msg_id:
@@ -146,6 +147,31 @@ def fresh_session_figures(kernel, runs):
         "  … completions that named `replace`": f"{sum(answered)}/{len(answered)}",
         "resident MiB, 15 s after the cells": median(rss_cell),
         "resident MiB, 15 s after a completion": median(rss_complete),
+    }
+
+
+def analyzer_ready(kernel, runs):
+    """How soon a new session completes a method (`v.le` names `len`: only
+    rust-analyzer knows), pressing Tab every 0.2 s after its first cell, and how
+    long a completion takes once it does."""
+    ready, warm = [], []
+    for _ in range(runs):
+        km, kc = start_new_kernel(kernel_name=kernel, startup_timeout=120)
+        try:
+            run_cell(kc, "let v: Vec<u64> = Vec::new();")
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 60:
+                _, matches = timed_completion(kc, "v.le")
+                if "len" in matches or "len()" in matches:
+                    ready.append(time.monotonic() - t0)
+                    break
+                time.sleep(0.2)
+            warm.append(timed_completion(kc, "v.is_e")[0])
+        finally:
+            km.shutdown_kernel(now=True)
+    return {
+        "method completion (`v.le`) answered after (s)": median(ready) if ready else "never",
+        "  … a completion once it is (s)": median(warm),
     }
 
 
@@ -214,7 +240,7 @@ def measure(kernel, runs):
             lambda: median([uncached_launch() for _ in range(runs)]),
         )
     res["first `:dep rayon` + `par_iter` cell (s)"] = median(dep_cells)
-    for part in (fresh_session_figures, first_completion):
+    for part in (fresh_session_figures, first_completion, analyzer_ready):
         try:
             res.update(part(kernel, runs))
         except Exception as e:  # report, don't stop
