@@ -163,17 +163,33 @@ fn connect_mode_serves_a_coordinator_over_tcp() {
     assert!(child.wait().unwrap().success());
 }
 
+/// A loopback port bound but not listening: a connection to it is refused, and
+/// while the returned socket is open no other socket (another test's listener)
+/// can take the port. (A port bound and freed again can be handed out anew.)
+fn refused_port() -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket calls on a descriptor this function owns, with
+    // pointers to live, correctly sized sockaddr_in values.
+    unsafe {
+        let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+        let fd = OwnedFd::from_raw_fd(raw);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let sa = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+        assert_eq!(libc::bind(fd.as_raw_fd(), sa, len), 0, "bind: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::getsockname(fd.as_raw_fd(), sa, &mut len), 0);
+        (fd, u16::from_be(addr.sin_port))
+    }
+}
+
 #[test]
 fn connect_mode_fails_when_nobody_listens() {
-    use std::net::TcpListener;
-
-    // Bind a port, then free it: nothing listens there any more.
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, port) = refused_port();
     let out = Command::new(WORKER)
-        .args(["--connect", &addr.to_string()])
+        .args(["--connect", &format!("127.0.0.1:{port}")])
         .stdin(Stdio::null())
         .output()
         .unwrap();
