@@ -109,10 +109,9 @@ impl Default for AnalyzerPolicy {
 pub(crate) struct Analyzer {
     idle: Option<RustAnalyzer>,
     job: Option<Job>,
-    /// The Cargo.toml for which an analysis last ran to the end.
+    /// The Cargo.toml for which an analysis last ran to the end; None until one has since
+    /// rust-analyzer started or last let go of its analysis.
     warmed_for: Option<Vec<u8>>,
-    /// An analysis has run to the end since rust-analyzer started or last let go of it.
-    analysed: bool,
     policy: AnalyzerPolicy,
 }
 
@@ -146,7 +145,6 @@ impl Analyzer {
             idle: Some(analyzer),
             job: None,
             warmed_for: None,
-            analysed: false,
             policy: AnalyzerPolicy::default(),
         }
     }
@@ -190,7 +188,6 @@ impl Analyzer {
     pub(crate) fn mark_warm(&mut self) {
         if let Some(analyzer) = &self.idle {
             self.warmed_for.clone_from(&analyzer.last_cargo_toml);
-            self.analysed = true;
         }
     }
 
@@ -215,14 +212,8 @@ impl Analyzer {
             salsa::attach(analyzer.analysis_host.raw_database(), || ());
         }
         match end {
-            JobEnd::Warm => {
-                self.warmed_for = Some(job.cargo_toml);
-                self.analysed = true;
-            }
-            JobEnd::Retired => {
-                self.warmed_for = None;
-                self.analysed = false;
-            }
+            JobEnd::Warm => self.warmed_for = Some(job.cargo_toml),
+            JobEnd::Retired => self.warmed_for = None,
             JobEnd::Cold => {}
         }
         self.idle = analyzer;
@@ -334,7 +325,7 @@ impl Analyzer {
             // A job past its analysis (counting down its idle time) has its result.
             self.settle(false);
         }
-        let cold = !self.analysed;
+        let cold = self.warmed_for.is_none();
         if cold && self.busy() {
             return Err(NotReady.into());
         }
