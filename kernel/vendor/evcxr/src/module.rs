@@ -81,7 +81,8 @@ fn create_dir(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_file(dir: &Path, basename: &str, contents: &str) -> Result<(), Error> {
+/// Writes the file unless it already holds `contents`; returns whether it wrote.
+fn write_file(dir: &Path, basename: &str, contents: &str) -> Result<bool, Error> {
     create_dir(dir)?;
     let filename = dir.join(basename);
     // If the file contents is already correct, then skip writing it again. This
@@ -91,12 +92,12 @@ fn write_file(dir: &Path, basename: &str, contents: &str) -> Result<(), Error> {
         .map(|c| c == contents)
         .unwrap_or(false)
     {
-        return Ok(());
+        return Ok(false);
     }
     if let Err(err) = fs::write(&filename, contents) {
         bail!("Error writing '{:?}': {}", filename, err);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// On Mac, if we copy the dylib, we get intermittent failures where we end up
@@ -152,9 +153,7 @@ impl Module {
     pub(crate) fn write_cargo_toml(&self, state: &ContextState) -> Result<(), Error> {
         let dir = state.config.crate_dir();
         let contents = self.get_cargo_toml_contents(state);
-        let changed = fs::read_to_string(dir.join("Cargo.toml")).map_or(true, |c| c != contents);
-        write_file(dir, "Cargo.toml", &contents)?;
-        if changed {
+        if write_file(dir, "Cargo.toml", &contents)? {
             lockfiles::restore(dir, &contents);
         }
         Ok(())
@@ -168,7 +167,8 @@ impl Module {
             dot_config_dir.as_path(),
             "config.toml",
             &self.get_config_toml_contents(state),
-        )
+        )?;
+        Ok(())
     }
 
     pub(crate) fn check(
