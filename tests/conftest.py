@@ -337,6 +337,17 @@ def request(
     return msg["header"]["msg_id"]
 
 
+def session_with_cache(cache_root: Path, cells: list[str]) -> list[Executed]:
+    """Runs `cells` in a new kernel whose caches and build folders are under
+    `cache_root` (THREADBOOK_CACHE_DIR); returns each cell's result."""
+    env = dict(os.environ, THREADBOOK_CACHE_DIR=str(cache_root))
+    km, kc = start_kernel(RUST_KERNEL_NAME, ready_timeout=COMPILE_TIMEOUT, env=env)
+    try:
+        return [execute(kc, code, timeout=COMPILE_TIMEOUT) for code in cells]
+    finally:
+        stop_kernel(km, kc)
+
+
 def send_interrupt(kc: BlockingKernelClient) -> str:
     """interrupt_request on control."""
     return request(kc, "interrupt_request", {}, channel="control")

@@ -17,22 +17,12 @@ from typing import Callable
 
 import pytest
 
-from conftest import COMPILE_TIMEOUT, RUST_KERNEL_NAME, execute, start_kernel, stop_kernel
+from conftest import COMPILE_TIMEOUT, RUST_KERNEL_NAME, execute, session_with_cache, start_kernel, stop_kernel
 
 
 @pytest.fixture
 def cache_root(tmp_path: Path) -> Path:
     return tmp_path / "cache"
-
-
-def session(cache_root: Path, cells: list[str]) -> list:
-    """Runs `cells` in a new kernel using `cache_root`; returns each cell's result."""
-    env = dict(os.environ, THREADBOOK_CACHE_DIR=str(cache_root))
-    km, kc = start_kernel(RUST_KERNEL_NAME, ready_timeout=COMPILE_TIMEOUT, env=env)
-    try:
-        return [execute(kc, code, timeout=COMPILE_TIMEOUT) for code in cells]
-    finally:
-        stop_kernel(km, kc)
 
 
 def entries(cache_root: Path) -> set[str]:
@@ -54,14 +44,14 @@ CELLS = [
 
 
 def test_second_session_replays_every_cell_with_the_same_outputs(cache_root):
-    first = session(cache_root, CELLS)
+    first = session_with_cache(cache_root, CELLS)
     assert [r.status for r in first] == ["ok", "ok", "ok", "ok", "error"]
     assert first[2].stream("stdout") == "sum is 42\n"
     assert first[3].result_text() == "42"
     recorded = entries(cache_root)
     assert recorded, "the first session records its compiles"
 
-    second = session(cache_root, CELLS)
+    second = session_with_cache(cache_root, CELLS)
     assert [summary(r) for r in second] == [summary(r) for r in first]
     assert "cannot add `&str` to `u64`" in "".join(second[4].content["traceback"])
     assert second[4].content["traceback"] == first[4].content["traceback"], "the replayed error reads the same"
@@ -72,16 +62,16 @@ def test_a_changed_cell_or_input_file_compiles_anew(cache_root, tmp_path):
     data = tmp_path / "greeting.txt"
     data.write_text("hello")
     cells = [f'include_str!("{data}").to_uppercase()']
-    assert session(cache_root, cells)[0].result_text() == '"HELLO"'
+    assert session_with_cache(cache_root, cells)[0].result_text() == '"HELLO"'
     recorded = entries(cache_root)
 
     data.write_text("goodbye")
-    assert session(cache_root, cells)[0].result_text() == '"GOODBYE"', "a file the cell reads is checked on replay"
+    assert session_with_cache(cache_root, cells)[0].result_text() == '"GOODBYE"', "a file the cell reads is checked on replay"
     assert entries(cache_root) == recorded, "same key: the stale entry was replaced, not added to"
-    assert session(cache_root, cells)[0].result_text() == '"GOODBYE"'
+    assert session_with_cache(cache_root, cells)[0].result_text() == '"GOODBYE"'
     assert entries(cache_root) == recorded, "and the replacement is replayed"
 
-    changed = session(cache_root, [cells[0].replace("to_uppercase", "to_lowercase")])
+    changed = session_with_cache(cache_root, [cells[0].replace("to_uppercase", "to_lowercase")])
     assert changed[0].result_text() == '"goodbye"'
 
 
@@ -150,7 +140,7 @@ def run_tampered(cache_root: Path, tamper: Callable[[Path, dict], None], why: st
     for entry, lib in libs.items():
         tamper(entry, lib)
 
-    res = session(cache_root, TAMPER_CELLS)
+    res = session_with_cache(cache_root, TAMPER_CELLS)
     assert [r.status for r in res] == ["ok", "ok"], [r.describe() for r in res]
     assert res[1].result_text() == "42"
 
@@ -164,7 +154,7 @@ def run_tampered(cache_root: Path, tamper: Callable[[Path, dict], None], why: st
 
 
 def test_changed_library_bytes_are_refused_and_recompiled(cache_root):
-    first = session(cache_root, TAMPER_CELLS)
+    first = session_with_cache(cache_root, TAMPER_CELLS)
     assert first[1].result_text() == "42", first[1].describe()
 
     def corrupt(entry: Path, lib: dict) -> None:
@@ -177,7 +167,7 @@ def test_changed_library_bytes_are_refused_and_recompiled(cache_root):
 
 
 def test_outputs_pointed_outside_the_out_dir_are_refused(cache_root, tmp_path):
-    first = session(cache_root, TAMPER_CELLS)
+    first = session_with_cache(cache_root, TAMPER_CELLS)
     assert first[1].result_text() == "42", first[1].describe()
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -30,6 +30,7 @@ from conftest import (
     drain,
     execute,
     send_interrupt,
+    session_with_cache,
     start_kernel,
     stop_kernel,
     wait_reply,
@@ -149,13 +150,8 @@ def test_direct_compile_off_runs_cargo_for_every_cell(kernel_with_dep):
 
 def dep_session(cache_root: Path, crate: Path) -> tuple[str, str]:
     """Runs `:dep tbdirect` in a new kernel; returns its status and error text."""
-    env = dict(os.environ, THREADBOOK_CACHE_DIR=str(cache_root))
-    km, kc = start_kernel(RUST_KERNEL_NAME, ready_timeout=COMPILE_TIMEOUT, env=env)
-    try:
-        res = execute(kc, f':dep tbdirect = {{ path = "{crate}" }}', timeout=COMPILE_TIMEOUT)
-        return res.status, " ".join(res.content.get("traceback", []) + [res.content.get("evalue", "")])
-    finally:
-        stop_kernel(km, kc)
+    res = session_with_cache(cache_root, [f':dep tbdirect = {{ path = "{crate}" }}'])[0]
+    return res.status, " ".join(res.content.get("traceback", []) + [res.content.get("evalue", "")])
 
 
 def validation_stamp(cache_root: Path) -> int:
